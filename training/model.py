@@ -1,0 +1,72 @@
+"""The shared dual encoder in torch: any Hugging Face encoder (hub id or local folder) + mean pooling + L2 norm.
+
+This is the one loader of the project: the default model, fine-tuning and export all go through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class SentenceEncoder(torch.nn.Module):
+    """input_ids + attention_mask -> L2-normalised mean-pooled embeddings (what the ONNX graph computes too)."""
+
+    def __init__(self, backbone: PreTrainedModel, normalize: bool = True) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.normalize = normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = mean_pool(hidden, attention_mask)
+        return F.normalize(pooled, p=2, dim=-1) if self.normalize else pooled
+
+
+@dataclass
+class LoadedEncoder:
+    encoder: SentenceEncoder
+    tokenizer: PreTrainedTokenizerBase
+    source: str
+    max_length: int
+
+    def tokenize(self, texts: Sequence[str], prefix: str = "") -> dict[str, torch.Tensor]:
+        # Strip: a trailing space would become a lone "▁" token in some tokenizers (see MEASURED.md).
+        return self.tokenizer(
+            [prefix + text.strip() for text in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+
+    @torch.no_grad()
+    def embed(self, texts: Sequence[str], prefix: str = "", batch_size: int = 32) -> torch.Tensor:
+        self.encoder.eval()
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenize(texts[start : start + batch_size], prefix)
+            chunks.append(self.encoder(batch["input_ids"], batch["attention_mask"]))
+        return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def load_encoder(name_or_path: str | Path, max_length: int | None = None, normalize: bool = True) -> LoadedEncoder:
+    """Load a hub id or a local folder. Eager attention keeps ONNX export and training numerics identical."""
+    source = str(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    backbone = AutoModel.from_pretrained(source, attn_implementation="eager", add_pooling_layer=False)
+    limit = max_length or min(
+        int(getattr(tokenizer, "model_max_length", 512) or 512),
+        int(getattr(backbone.config, "max_position_embeddings", 512)),
+    )
+    return LoadedEncoder(SentenceEncoder(backbone, normalize), tokenizer, source, limit)
