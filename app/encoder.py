@@ -119,9 +119,7 @@ class OnnxEncoder:
         return Tokenized(ids, mask, lengths, [n > limit for n in lengths])
 
     def run(self, batch: Tokenized) -> np.ndarray:
-        (embeddings,) = self.session.run(
-            None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        )
+        (embeddings,) = self.session.run(None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
         return np.ascontiguousarray(embeddings, dtype=np.float32)
 
     def encode(

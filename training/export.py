@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,7 +170,7 @@ def export_model(
     out = Path(out or source)
     loaded = load_encoder(source, max_length=max_length)
     save_hf_folder(loaded, out)
-    sample = sample or GateSample.from_files(DEMO_DIR / "queries.jsonl", DEMO_DIR / "corpus.jsonl", "en", 100, 1000)
+    sample = sample or GateSample.from_files(DEMO_DIR / "queries.jsonl", DEMO_DIR / "corpus.jsonl", "en", 100, 600)
 
     fp32_path = out / "onnx" / "model.onnx"
     log.info("exporting fp32 ONNX to %s", fp32_path)

@@ -26,13 +26,13 @@ def main(xquad_dir: Path, out_dir: Path) -> None:
                 corpus.append(
                     {
                         "id": f"xquad-{group}-{lang}",
-                        "text": paragraph["context"].strip(),
+                        "text": paragraph["context"].replace("\ufeff", "").strip(),
                         "lang": lang,
                         "metadata": {"title": article["title"], "group": group},
                     }
                 )
                 question = paragraph["qas"][0]
-                queries.append({"query": question["question"].strip(), "lang": lang, "group": group})
+                queries.append({"query": question["question"].replace("\ufeff", "").strip(), "lang": lang, "group": group})
     with open(out_dir / "corpus.jsonl", "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in corpus)
     with open(out_dir / "queries.jsonl", "w", encoding="utf-8") as handle:

@@ -1,0 +1,80 @@
+"""Command line: build an index from a JSONL corpus, or serve.
+
+python -m app.cli index --corpus data/demo/corpus.jsonl --out indexes/demo
+python -m app.cli serve
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from app.encoder import OnnxEncoder, choose_variant
+from app.index import CorpusError, SearchIndex, read_corpus
+from app.manifest import ManifestError, load_model_manifest
+from app.settings import Settings
+
+
+def build_index(args: argparse.Namespace, settings: Settings) -> None:
+    model_dir = args.model_dir or settings.model_dir
+    out = args.out or settings.index_dir
+    manifest = load_model_manifest(model_dir)
+    variant = choose_variant(manifest, settings.int8 if args.int8 is None else args.int8)
+    encoder = OnnxEncoder(model_dir, variant, settings.runtime, settings.intra_op_threads, manifest)
+    documents = list(read_corpus(args.corpus))
+    if not documents:
+        raise CorpusError(f"{args.corpus} holds no documents")
+    started = time.perf_counter()
+    index = SearchIndex.build(
+        encoder, documents, args.index_type, args.batch_size, progress=True, corpus_name=str(args.corpus)
+    )
+    version = index.save(out)
+    size_mb = sum(f.stat().st_size for f in version.iterdir()) / 2**20
+    print(
+        f"indexed {index.size} documents in {len(index.languages)} languages with {manifest.name} ({variant}) "
+        f"in {time.perf_counter() - started:.1f} s -> {out} ({size_mb:.1f} MiB, {args.index_type})"
+    )
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    index = commands.add_parser("index", help="encode a JSONL corpus into a FAISS index")
+    index.add_argument("--corpus", type=Path, required=True, help='JSONL: {"id", "text", "lang", "metadata"?}')
+    index.add_argument("--out", type=Path, help="index folder (default: SEARCH_INDEX_DIR)")
+    index.add_argument("--model-dir", type=Path, help="model folder (default: SEARCH_MODEL_DIR)")
+    index.add_argument("--index-type", choices=["flat", "hnsw"], default="flat", help="flat = exact search")
+    index.add_argument("--batch-size", type=int, default=32)
+    index.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="encode with the int8 model (default: the model's gated default)",
+    )
+    commands.add_parser("serve", help="serve the API (settings from SEARCH_* environment variables)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("app").setLevel(logging.INFO)
+    settings = Settings()
+    try:
+        if args.command == "index":
+            build_index(args, settings)
+        else:
+            serve(settings)
+    except (ManifestError, CorpusError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

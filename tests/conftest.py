@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.tiny import ROOT, build_tiny_hf_model, demo_records
+
+DEFAULT_MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
+DEMO_INDEX_DIR = ROOT / "indexes" / "demo"
+TINY_MAX_LENGTH = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random BERT exported through the real export path (no prefixes, so query == passage embedding)."""
+    from training.export import GateSample, export_model
+
+    folder = build_tiny_hf_model(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+    queries = [r["text"][:80] for r in demo_records(limit=20)]
+    sample = GateSample(queries, [r["text"] for r in demo_records()][::20])
+    export_model(
+        folder, name="tiny-bert", query_prefix="", passage_prefix="", max_length=TINY_MAX_LENGTH, sample=sample
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 parallel paragraphs in all 11 demo languages (220 passages)."""
+    import json
+
+    rows = [r for r in demo_records() if int(r["metadata"]["group"][1:]) < 20]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from app.encoder import OnnxEncoder
+    from app.index import SearchIndex, read_corpus
+
+    index_dir = tmp_path_factory.mktemp("indexes") / "tiny"
+    index = SearchIndex.build(OnnxEncoder(tiny_model, runtime="cpu"), list(read_corpus(tiny_corpus)), progress=False)
+    index.save(index_dir)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    """The real default model; `make test` builds it first, this builds it when run on its own."""
+    from app.manifest import MODEL_MANIFEST
+    from training.default_model import build_default_model
+    from training.export import export_model
+
+    if not (DEFAULT_MODEL_DIR / MODEL_MANIFEST).is_file():
+        build_default_model(DEFAULT_MODEL_DIR)
+        export_model(DEFAULT_MODEL_DIR)
+    return DEFAULT_MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def demo_index(default_model: Path) -> Path:
+    from app.encoder import OnnxEncoder
+    from app.index import SearchIndex, read_corpus
+    from app.manifest import ManifestError, load_index_manifest, load_model_manifest
+
+    try:
+        current = (
+            load_index_manifest(DEMO_INDEX_DIR).model_fingerprint == load_model_manifest(default_model).fingerprint
+        )
+    except ManifestError:
+        current = False
+    if not current:
+        documents = list(read_corpus(ROOT / "data" / "demo" / "corpus.jsonl"))
+        SearchIndex.build(OnnxEncoder(default_model), documents, progress=False).save(DEMO_INDEX_DIR)
+    return DEMO_INDEX_DIR
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(env: dict[str, str], wait_ready: bool = True, timeout: float = 120) -> Iterator[str]:
+    """A real `python -m app.cli serve` process on a free loopback port; yields its base URL."""
+    port = free_port()
+    full_env = {**os.environ, "SEARCH_HOST": "127.0.0.1", "SEARCH_PORT": str(port), "SEARCH_RUNTIME": "cpu", **env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        path = "/ready" if wait_ready else "/health"
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{process.stdout.read()}")
+            try:
+                if httpx.get(base + path, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not up on {base}{path} after {timeout} s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
