@@ -191,10 +191,9 @@ class SearchIndex:
             if not (folder / name).is_file():
                 raise ManifestError(f"index folder {index_dir} is missing {name}")
         vectors = faiss.read_index(str(folder / VECTORS_FILE))
-        documents = [
-            Document(r["id"], r["text"], r["lang"], r.get("metadata", {}))
-            for r in (json.loads(line) for line in open(folder / DOCS_FILE, encoding="utf-8"))
-        ]
+        with open(folder / DOCS_FILE, encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle]
+        documents = [Document(r["id"], r["text"], r["lang"], r.get("metadata", {})) for r in rows]
         return cls(vectors, documents, manifest)
 
 

@@ -13,7 +13,8 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def demo_records(limit: int | None = None, languages: set[str] | None = None) -> list[dict]:
-    rows = [json.loads(line) for line in open(DEMO_CORPUS, encoding="utf-8")]
+    with open(DEMO_CORPUS, encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
     rows = [r for r in rows if languages is None or r["lang"] in languages]
     return rows[:limit] if limit else rows
 

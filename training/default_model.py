@@ -50,7 +50,7 @@ def _package_file(package: str, relative: str, pip_hint: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(f"Python package '{package}' is not installed; run: {pip_hint}")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise SystemExit(f"{path} is missing from package '{package}'; reinstall it: {pip_hint}")
     return path
