@@ -1,0 +1,153 @@
+"""A real uvicorn process on the tiny model: ranking, error answers, readiness, metrics."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from app.encoder import OnnxEncoder
+from app.index import read_corpus
+from tests.conftest import ROOT, running_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: Path, tiny_index: Path) -> Iterator[str]:
+    env = {
+        "SEARCH_MODEL_DIR": str(tiny_model),
+        "SEARCH_INDEX_DIR": str(tiny_index),
+        "SEARCH_MAX_QUERY_CHARS": "300",
+        "SEARCH_MAX_QUERY_TOKENS": "40",
+        "SEARCH_MAX_TOP_K": "50",
+    }
+    with running_server(env) as base:
+        yield base
+
+
+def test_health_and_ready(server: str) -> None:
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{server}/ready").json()
+    assert ready["ready"] is True and ready["model"] == "tiny-bert" and ready["index_size"] == 220
+    assert ready["providers"][-1] == "CPUExecutionProvider" and len(ready["languages"]) == 11
+
+
+def test_search_returns_the_exact_ranking(server: str, tiny_model: Path, tiny_corpus: Path) -> None:
+    """What comes over HTTP is the brute-force cosine ranking of the same encoder, best first."""
+    documents = list(read_corpus(tiny_corpus))
+    query = "the Denver Broncos won Super Bowl 50"
+    encoder = OnnxEncoder(tiny_model, runtime="cpu")
+    scores = encoder.encode([d.text for d in documents], "passage") @ encoder.encode([query], "query")[0]
+    expected = [documents[i].id for i in np.argsort(-scores)[:7]]
+
+    answer = httpx.post(f"{server}/search", json={"query": query, "top_k": 7})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    results = body["results"]
+    assert [r["id"] for r in results] == expected
+    assert [r["rank"] for r in results] == list(range(1, 8))
+    np.testing.assert_allclose([r["score"] for r in results], np.sort(scores)[::-1][:7], atol=1e-5)
+    assert set(results[0]) >= {"id", "text", "lang", "score", "rank", "metadata"}
+    assert body["model"] == "tiny-bert" and body["took_ms"] > 0
+
+
+def test_language_filter(server: str) -> None:
+    body = httpx.post(f"{server}/search", json={"query": "Super Bowl", "top_k": 12, "languages": ["es", "th"]}).json()
+    assert {r["lang"] for r in body["results"]} <= {"es", "th"} and len(body["results"]) == 12
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"query": ""}, "query must not be empty or whitespace"),
+        ({"query": "  \n\t "}, "query must not be empty or whitespace"),
+        ({"query": "x" * 301}, "301 characters long; the limit is 300"),
+        ({"query": "word " * 50}, r"tokens long .* the limit is 40"),
+        ({"query": "ok", "top_k": 0}, "top_k must be between 1 and 50, got 0"),
+        ({"query": "ok", "top_k": 51}, "top_k must be between 1 and 50, got 51"),
+        ({"query": "ok", "top_k": "5"}, "top_k: Input should be a valid integer"),
+        ({"query": 5}, "query: Input should be a valid string"),
+        ({"query": "ok", "languages": "en"}, "languages: Input should be a valid list"),
+        ({"query": "ok", "languages": []}, "languages must be null or a non-empty list"),
+        ({"query": "ok", "languages": ["en", "xx"]}, r"unknown language\(s\) \['xx'\]"),
+        ({"query": "ok", "limit": 3}, "limit: Extra inputs are not permitted"),
+        ({}, "query: Field required"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(server: str, payload: dict, message: str) -> None:
+    answer = httpx.post(f"{server}/search", json=payload)
+    assert answer.status_code == 422, answer.text
+    assert re.search(message, answer.json()["detail"]), answer.json()
+
+
+def test_malformed_json_and_wrong_method(server: str) -> None:
+    answer = httpx.post(f"{server}/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and "JSON" in answer.json()["detail"]
+    assert httpx.post(
+        f"{server}/search", content=b"\xff\xfe", headers={"content-type": "application/json"}
+    ).is_client_error
+    assert httpx.get(f"{server}/search").status_code == 405
+
+
+def test_metrics_count_requests_and_index_size(server: str) -> None:
+    httpx.post(f"{server}/search", json={"query": "metrics probe"})
+    httpx.post(f"{server}/search", json={"query": ""})
+    text = httpx.get(f"{server}/metrics").text
+    assert re.search(r'search_http_requests_total\{method="POST",route="/search",status="200"\} [1-9]', text)
+    assert re.search(r'search_http_requests_total\{method="POST",route="/search",status="422"\} [1-9]', text)
+    assert re.search(r'search_http_request_duration_seconds_bucket\{le="0.1",method="POST",route="/search"\}', text)
+    assert "search_index_documents 220.0" in text and "search_ready 1.0" in text
+
+
+def test_unloadable_index_reports_not_ready(tiny_model: Path, tiny_index: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_index.resolve(), broken)
+    (broken / "index.faiss").write_bytes(b"not a faiss index")
+    env = {"SEARCH_MODEL_DIR": str(tiny_model), "SEARCH_INDEX_DIR": str(broken)}
+    with running_server(env, wait_ready=False) as base:
+        deadline_answers = [httpx.get(f"{base}/ready") for _ in range(3)]
+        assert all(a.status_code == 503 for a in deadline_answers)
+        assert deadline_answers[-1].json()["ready"] is False
+        search = httpx.post(f"{base}/search", json={"query": "anything"})
+        assert search.status_code == 503 and search.headers["retry-after"] == "5"
+        assert httpx.get(f"{base}/health").status_code == 200
+
+
+def test_index_from_another_model_is_refused(tiny_index: Path, tmp_path: Path) -> None:
+    """Start-up fails, naming both models, when the index was encoded by a different model."""
+    fake_model = tmp_path / "model"
+    fake_model.mkdir()
+    (fake_model / "manifest.json").write_text(
+        '{"name": "someone-else", "source": "x", "fingerprint": "0000", "embedding_dim": 32, "max_length": 64}'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=ROOT,
+        env={"SEARCH_MODEL_DIR": str(fake_model), "SEARCH_INDEX_DIR": str(tiny_index), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "was built by model 'tiny-bert'" in result.stderr and "'someone-else'" in result.stderr
+
+
+def test_missing_model_dir_is_named_at_startup(tiny_index: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=ROOT,
+        env={"SEARCH_MODEL_DIR": str(missing), "SEARCH_INDEX_DIR": str(tiny_index), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and f"model folder {missing} does not exist" in result.stderr

@@ -1,0 +1,42 @@
+"""The real default model and the bundled demo corpus behind a real server (slow)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import running_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def demo_server(default_model: Path, demo_index: Path) -> Iterator[str]:
+    with running_server({"SEARCH_MODEL_DIR": str(default_model), "SEARCH_INDEX_DIR": str(demo_index)}) as base:
+        yield base
+
+
+@pytest.mark.parametrize(
+    ("query", "group"),
+    [
+        ("Wie viele Grammys gewann Lady Gaga?", "p003"),
+        ("Wer war der Hauptfeind der Normannen in Italien, dem Byzantinischen Reich und Armenien?", "p012"),
+        ("DECnet是什么", "p097"),
+    ],
+)
+def test_query_finds_english_and_spanish_translations(demo_server: str, query: str, group: str) -> None:
+    answer = httpx.post(f"{demo_server}/search", json={"query": query, "top_k": 5}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    ids = [r["id"] for r in answer.json()["results"]]
+    assert f"xquad-{group}-en" in ids and f"xquad-{group}-es" in ids, ids
+
+
+def test_language_filter_on_the_demo_corpus(demo_server: str) -> None:
+    body = httpx.post(
+        f"{demo_server}/search", json={"query": "Wie viele Grammys gewann Lady Gaga?", "languages": ["zh"]}, timeout=30
+    ).json()
+    assert body["results"][0]["id"] == "xquad-p003-zh"
+    assert all(r["lang"] == "zh" for r in body["results"])
