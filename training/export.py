@@ -29,7 +29,7 @@ from app.encoder import OnnxEncoder
 from app.manifest import MODEL_MANIFEST, ModelManifest, sha256_file, write_json_atomic
 from training.model import LoadedEncoder, load_encoder
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("training.export")
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 OPSET = 17
@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gate-corpus", type=Path, default=DEMO_DIR / "corpus.jsonl")
     parser.add_argument("--gate-query-lang", default="en")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("training", "app"):  # onnxruntime.quantization logs every node at INFO on the root logger
+        logging.getLogger(name).setLevel(logging.INFO)
     if args.out is None and not Path(args.model).is_dir():
         parser.error("--out is required when --model is a hub id")
     sample = GateSample.from_files(args.gate_queries, args.gate_corpus, args.gate_query_lang, 100, 1000)

@@ -40,13 +40,15 @@ class LoadedEncoder:
     source: str
     max_length: int
 
-    def tokenize(self, texts: Sequence[str], prefix: str = "") -> dict[str, torch.Tensor]:
+    def tokenize(
+        self, texts: Sequence[str], prefix: str = "", max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
         # Strip: a trailing space would become a lone "▁" token in some tokenizers (see MEASURED.md).
         return self.tokenizer(
             [prefix + text.strip() for text in texts],
             padding=True,
             truncation=True,
-            max_length=self.max_length,
+            max_length=min(max_length or self.max_length, self.max_length),
             return_tensors="pt",
         )
 

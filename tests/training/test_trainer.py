@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from tests.conftest import free_port, running_server
+from tests.tiny import ROOT
+from training.config import TrainConfig, build_config
+from training.data import read_parallel_jsonl
+from training.model import load_encoder
+from training.trainer import Trainer
+
+
+def tiny_config(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, **changes: object) -> TrainConfig:
+    values = {
+        "run_name": "tiny-run",
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "models"),
+        "runs_dir": str(tmp_path / "runs"),
+        "data_format": "jsonl",
+        "train_path": str(parallel_jsonl),
+        "split_file": "",
+        "languages": ["en", "de", "es", "zh"],
+        "batch_size": 8,
+        "max_steps": 6,
+        "eval_every": 3,
+        "checkpoint_every": 2,
+        "lr": 1e-3,
+        "max_query_length": 32,
+        "max_passage_length": 48,
+        "export_onnx": False,
+        "patience": 0,
+    }
+    values.update(changes)
+    return build_config(None, values)
+
+
+def make_trainer(config: TrainConfig, parallel_jsonl: Path, on_step=None) -> Trainer:  # type: ignore[no-untyped-def]
+    torch.manual_seed(config.seed)
+    data = read_parallel_jsonl(parallel_jsonl)
+    train = type(data)({i: g for i, g in data.by_id.items() if int(i[1:]) < 30})
+    dev = type(data)({i: g for i, g in data.by_id.items() if int(i[1:]) >= 30})
+    return Trainer(config, load_encoder(config.model, max_length=48), train, dev, on_step)
+
+
+def test_grad_cache_gives_the_full_batch_gradient(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+    grads = {}
+    for chunk in (0, 3):
+        config = tiny_config(tmp_path, tiny_model, parallel_jsonl, grad_cache_chunk=chunk, hard_negatives=True)
+        trainer = make_trainer(config, parallel_jsonl)
+        trainer.model.eval()  # no dropout: both paths must then give the same gradient
+        collated = trainer.collate(trainer.sampler.batch(0), trainer.train_data, 0)
+        assert collated.passages["input_ids"].shape[0] == 16  # 8 positives + 8 hard negatives
+        trainer.backward(collated)
+        grads[chunk] = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+    torch.testing.assert_close(grads[3], grads[0], rtol=1e-4, atol=1e-6)
+
+
+def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+    """30 ids x 4 languages, 60 steps of batch 8: the random tiny encoder starts at chance (ln 8 = 2.08)."""
+    config = tiny_config(
+        tmp_path, tiny_model, parallel_jsonl, max_steps=60, eval_every=30, checkpoint_every=60, lr=3e-3
+    )
+    summary = make_trainer(config, parallel_jsonl).fit()
+    records = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    dev = [r["dev_loss"] for r in records if "dev_loss" in r]
+    assert len(losses) == 60 and len(dev) == 3  # step 0, 30, 60
+    assert sum(losses[-10:]) < 0.9 * sum(losses[:10]), losses
+    assert summary["best_dev_loss"] == min(dev)
+
+
+def test_resume_gives_the_same_weights(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+    """Crash after the step-4 checkpoint, resume: the final weights equal an uninterrupted run's, bit for bit."""
+    straight = tiny_config(tmp_path / "a", tiny_model, parallel_jsonl, grad_cache_chunk=3, hard_negatives=True)
+    reference = make_trainer(straight, parallel_jsonl)
+    reference.fit()
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_5(step: int, loss: float) -> None:
+        if step == 5:
+            raise Crash
+
+    interrupted = tiny_config(tmp_path / "b", tiny_model, parallel_jsonl, grad_cache_chunk=3, hard_negatives=True)
+    with pytest.raises(Crash):
+        make_trainer(interrupted, parallel_jsonl, crash_at_5).fit()
+    resumed = make_trainer(interrupted, parallel_jsonl)
+    summary = resumed.fit()
+    assert summary["steps_this_session"] == 2  # resumed at step 4
+    for (name, a), (_, b) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    steps = [json.loads(line)["step"] for line in (interrupted.run_dir / "metrics.jsonl").read_text().splitlines()]
+    reference_steps = [
+        json.loads(line)["step"] for line in (straight.run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == reference_steps  # the crashed step's record was dropped and redone
+
+
+def test_two_process_ddp_run_agrees(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+    overrides = {
+        "run_name": "ddp",
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "models"),
+        "runs_dir": str(tmp_path / "runs"),
+        "data_format": "jsonl",
+        "train_path": str(parallel_jsonl),
+        "split_file": "",
+        "languages": "en,de,es,zh",
+        "batch_size": "8",
+        "max_steps": "4",
+        "eval_every": "2",
+        "checkpoint_every": "2",
+        "export_onnx": "false",
+        "grad_cache_chunk": "4",
+    }
+    args = [a for key, value in overrides.items() for a in (f"--{key}", value)]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(free_port()),
+            "training/train.py",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["ranks_agree"] is True and summary["steps"] == 4
+    assert (tmp_path / "models" / "ddp" / "model.safetensors").is_file()
+
+
+@pytest.mark.e2e
+def test_train_py_end_to_end_then_serve(
+    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, tiny_corpus: Path
+) -> None:
+    """`python training/train.py` on the tiny model; the service then loads its output and answers /search."""
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(
+        f"run_name: tiny-e2e\nmodel: {tiny_model}\noutput_dir: {tmp_path / 'models'}\nruns_dir: {tmp_path / 'runs'}\n"
+        f"data_format: jsonl\ntrain_path: {parallel_jsonl}\nsplit_file: ''\nlanguages: [en, de, es, zh]\n"
+        "batch_size: 8\nmax_steps: 4\neval_every: 2\ncheckpoint_every: 2\nmax_passage_length: 48\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "training/train.py", "--config", str(config_file), "--strategy", "cross", "--lr", "1e-4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "tiny-e2e"
+    saved = (run_dir / "config.yaml").read_text()
+    assert "strategy: cross" in saved and "lr: 0.0001" in saved
+    assert (run_dir / "loss.png").stat().st_size > 10_000
+    model_dir = tmp_path / "models" / "tiny-e2e"
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["name"] == "tiny-e2e" and manifest["parity"]["fp32"]["max_abs_diff"] <= 1e-4
+
+    index_dir = tmp_path / "indexes" / "tiny-e2e"
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "index",
+            "--corpus",
+            str(tiny_corpus),
+            "--model-dir",
+            str(model_dir),
+            "--out",
+            str(index_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    with running_server({"SEARCH_MODEL_DIR": str(model_dir), "SEARCH_INDEX_DIR": str(index_dir)}) as base:
+        answer = httpx.post(f"{base}/search", json={"query": "Super Bowl", "top_k": 3})
+        assert answer.status_code == 200 and len(answer.json()["results"]) == 3
+        assert answer.json()["model"] == "tiny-e2e"
+
+
+def test_config_errors_are_clear(tmp_path: Path) -> None:
+    from training.config import ConfigError, parse_overrides
+
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['bach_size'\]"):
+        build_config(None, {"bach_size": "3"})
+    with pytest.raises(ConfigError, match="batch_size: expected an integer"):
+        build_config(None, parse_overrides(["--batch-size", "many"]))
+    config = build_config(None, parse_overrides(["--languages", "en,de", "--alpha=0.25", "--query-prefix", "q: "]))
+    assert config.languages == ["en", "de"] and config.alpha == 0.25 and config.query_prefix == "q: "

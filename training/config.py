@@ -1,0 +1,148 @@
+"""Training configuration: one dataclass holds every default; a YAML file and ``--key value`` overrides change it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+NINE_TRAINING_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
+
+
+@dataclass
+class TrainConfig:
+    run_name: str = "hybrid"
+    model: str = "models/multilingual-e5-small"  # hub id or folder to start from
+    output_dir: str = "models"  # the final model goes to <output_dir>/<run_name>
+    runs_dir: str = "runs"  # checkpoints, metrics, config and plots go to <runs_dir>/<run_name>
+    # data
+    data_format: str = "lareqa"  # lareqa | jsonl
+    train_path: str = "../shared/data/xquad-r"
+    dev_path: str = ""  # empty: same as train_path (LAReQA with a split file)
+    split_file: str = "../shared/data/splits/xquad-r-articles.json"
+    train_split: str = "train"
+    dev_split: str = "dev"
+    languages: list[str] = field(default_factory=lambda: list(NINE_TRAINING_LANGUAGES))
+    # method
+    strategy: str = "hybrid"  # mono (X-X) | cross (X-Y) | hybrid
+    alpha: float = 0.5  # probability of a mono batch in hybrid
+    temperature: float = 0.05
+    hard_negatives: bool = False  # add one hard negative per pair when the data has one
+    batch_size: int = 32
+    grad_cache_chunk: int = 0  # 0: plain batching; >0: GradCache with sub-batches of this size
+    max_query_length: int = 64
+    max_passage_length: int = 128
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    # optimisation
+    lr: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_steps: int = 200
+    seed: int = 42
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # evaluation, early stopping, checkpoints
+    eval_every: int = 50
+    eval_batches: int = 8
+    patience: int = 4  # stop after this many evaluations without a better dev loss; 0 = never
+    checkpoint_every: int = 50
+    resume: bool = True  # continue from <runs_dir>/<run_name>/checkpoint when it exists
+    export_onnx: bool = True
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.run_name
+
+    @property
+    def final_model_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(name: str, raw: Any, hint: Any) -> Any:
+    if hint is str:
+        return raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    value = yaml.safe_load(raw) if isinstance(raw, str) else raw
+    if hint == list[str]:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{name}: expected a non-empty list, got {raw!r}")
+        return [str(v) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true/false, got {raw!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}: expected a number, got {raw!r}")
+        return float(value)
+    raise ConfigError(f"{name}: unsupported setting type {hint}")
+
+
+def build_config(config_file: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults < config file < overrides; unknown keys and wrong types are errors, not ignored."""
+    hints = get_type_hints(TrainConfig)
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: expected a mapping of settings")
+        values.update(loaded)
+    values.update(overrides)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(hints)}")
+    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    """``--batch-size 64 --languages en,de`` or ``--batch_size=64`` -> {"batch_size": "64", ...}."""
+    overrides: dict[str, str] = {}
+    index = 0
+    while index < len(args):
+        token = args[index]
+        if not token.startswith("--"):
+            raise ConfigError(f"unexpected argument {token!r}; overrides look like --key value")
+        key, _, inline = token[2:].partition("=")
+        key = key.replace("-", "_")
+        if inline:
+            overrides[key] = inline
+        else:
+            if index + 1 >= len(args):
+                raise ConfigError(f"--{key} needs a value")
+            index += 1
+            overrides[key] = args[index]
+        index += 1
+    return overrides
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def config_digest(config: TrainConfig) -> str:
+    """Settings that must match for a checkpoint to be resumed (everything but bookkeeping)."""
+    keep = {k: v for k, v in config.to_dict().items() if k not in ("resume", "export_onnx", "threads")}
+    return json.dumps(keep, sort_keys=True)

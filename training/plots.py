@@ -1,0 +1,37 @@
+"""Figures people would rather look at than read: the loss curve of a training run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_loss_curve(metrics_path: Path, out: Path, title: str = "") -> Path:
+    records = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    dev = [(r["step"], r["dev_loss"]) for r in records if "dev_loss" in r]
+    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=110)
+    if train:
+        steps, losses = map(np.array, zip(*train, strict=True))
+        axis.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="train loss (per step)")
+        window = max(1, len(losses) // 25)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        axis.plot(steps[window - 1 :], smooth, color="tab:blue", linewidth=1.8, label=f"train loss (mean of {window})")
+    if dev:
+        steps, losses = zip(*dev, strict=True)
+        axis.plot(steps, losses, "o-", color="tab:red", linewidth=1.8, label="dev loss")
+    axis.set_xlabel("step")
+    axis.set_ylabel("InfoNCE loss")
+    axis.set_title(title or metrics_path.parent.name)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out

@@ -1,0 +1,120 @@
+"""Fine-tune a multilingual dual encoder with mono (X-X), cross (X-Y) or hybrid batches, then export it.
+
+    python training/train.py --config configs/hybrid.yaml [--key value ...]
+    python -m training.train --config configs/hybrid.yaml --max-steps 100 --batch-size 64 --grad-cache-chunk 16
+    torchrun --nproc-per-node 2 training/train.py --config configs/hybrid.yaml
+
+Every setting of training/config.py can be set in the YAML file and overridden on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+import torch.distributed as dist
+
+from training.config import ConfigError, TrainConfig, build_config, parse_overrides
+from training.data import DataError, load_data
+from training.model import load_encoder
+from training.plots import plot_loss_curve
+from training.trainer import Trainer
+
+log = logging.getLogger("training")
+
+
+def init_distributed() -> None:
+    """Under torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend, timeout=timedelta(minutes=30))
+
+
+def finish(config: TrainConfig, trainer: Trainer, summary: dict) -> Path:
+    """Best checkpoint -> models/<run-name> as a HF folder, exported to ONNX with the parity gates."""
+    from training.export import export_model
+
+    out = config.final_model_dir
+    source = trainer.best_dir if trainer.best_dir.is_dir() else None
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if source is not None:
+        shutil.copytree(source, tmp)
+    else:  # no dev data: the last weights are the result
+        trainer.model.backbone.save_pretrained(tmp)
+        trainer.loaded.tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    if config.export_onnx:
+        manifest = export_model(
+            out, name=config.run_name, query_prefix=config.query_prefix, passage_prefix=config.passage_prefix
+        )
+        summary["export"] = manifest.parity
+    plot = plot_loss_curve(trainer.metrics_path, config.run_dir / "loss.png", f"{config.run_name} ({config.strategy})")
+    summary.update({"model_dir": str(out), "loss_plot": str(plot)})
+    (config.run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return out
+
+
+def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-def]
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    languages = config.languages
+    split_file = Path(config.split_file) if config.split_file else None
+    train = load_data(config.data_format, Path(config.train_path), languages, split_file, config.train_split)
+    dev = None
+    dev_path = config.dev_path or (config.train_path if split_file else "")
+    if dev_path:
+        dev = load_data(config.data_format, Path(dev_path), languages, split_file, config.dev_split)
+        overlap = set(train.by_id) & set(dev.by_id)
+        if overlap:
+            raise DataError(f"{len(overlap)} ids are in both train and dev data (e.g. {sorted(overlap)[:3]})")
+    loaded = load_encoder(config.model, max_length=max(config.max_query_length, config.max_passage_length))
+    trainer = Trainer(config, loaded, train, dev, on_step)
+    summary = trainer.fit()
+    if trainer.rank == 0:
+        finish(config, trainer, summary)
+    if dist.is_initialized():
+        dist.barrier()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], epilog="Any other --key value overrides that setting of the config."
+    )
+    parser.add_argument("--config", type=Path, help="YAML file of settings (see configs/)")
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("training").setLevel(logging.INFO)
+    try:
+        config = build_config(args.config, parse_overrides(rest))
+    except (ConfigError, OSError) as exc:
+        parser.error(str(exc))
+    init_distributed()
+    try:
+        summary = run(config)
+    except DataError as exc:
+        raise SystemExit(f"data error: {exc}") from exc
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if not dist.is_initialized() and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

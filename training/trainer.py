@@ -1,0 +1,378 @@
+"""The training loop: InfoNCE over mono/cross/hybrid batches, GradCache, DDP, checkpoints with exact resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from training.config import TrainConfig, config_digest, save_config
+from training.data import ParallelData
+from training.loss import info_nce
+from training.model import LoadedEncoder
+from training.samplers import Batch, BatchSampler
+
+log = logging.getLogger(__name__)
+Inputs = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Collated:
+    queries: Inputs
+    passages: Inputs  # positives first, then hard negatives
+    n_positives: int
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    best_dev_loss: float = math.inf
+    best_step: int = -1
+    bad_evals: int = 0
+    stopped_early: bool = False
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        loaded: LoadedEncoder,
+        train: ParallelData,
+        dev: ParallelData | None,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.loaded = loaded
+        self.train_data = train
+        self.dev_data = dev
+        self.on_step = on_step
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.device = (
+            torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            if torch.cuda.is_available()
+            else (torch.device("cpu"))
+        )
+        self.model = loaded.encoder.to(self.device)
+        self.module: torch.nn.Module = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.distributed
+            else self.model
+        )
+        self.sampler = BatchSampler(
+            {i: list(g) for i, g in train.by_id.items()},
+            config.batch_size,
+            config.strategy,  # type: ignore[arg-type]
+            config.alpha,
+            config.seed,
+            self.rank,
+        )
+        self.optimizer = torch.optim.AdamW(self._parameter_groups(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, int(config.warmup_ratio * config.max_steps), config.max_steps
+        )
+        self.state = TrainState()
+        self.run_dir = config.run_dir
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.checkpoint_dir = self.run_dir / "checkpoint"
+        self.best_dir = self.run_dir / "best"
+        self.dev_batches = self._dev_batches()
+
+    # -- setup -----------------------------------------------------------------------------------------------
+    def _parameter_groups(self) -> list[dict]:
+        decay, no_decay = [], []
+        for name, parameter in self.model.named_parameters():
+            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+        return [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def _dev_batches(self) -> list[Batch]:
+        """Fixed hybrid (α = 0.5) batches of the dev data: the same yardstick whatever the training strategy."""
+        if self.dev_data is None or not self.dev_data.by_id:
+            return []
+        size = min(self.config.batch_size, len(self.dev_data.by_id))
+        sampler = BatchSampler(
+            {i: list(g) for i, g in self.dev_data.by_id.items()}, size, "hybrid", 0.5, self.config.seed + 1
+        )
+        return [sampler.batch(step) for step in range(self.config.eval_batches)]
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def collate(self, batch: Batch, data: ParallelData, step: int) -> Collated:
+        config = self.config
+        queries = [data.by_id[p.id][p.query_lang].query for p in batch.pairs]
+        positives = [data.by_id[p.id][p.passage_lang].positive for p in batch.pairs]
+        negatives: list[str] = []
+        if config.hard_negatives:
+            rng = random.Random(f"{config.seed}/{self.rank}/{step}/negatives")
+            for pair in batch.pairs:
+                candidates = data.by_id[pair.id][pair.passage_lang].negatives
+                if candidates:
+                    negatives.append(rng.choice(candidates))
+        tokenize = self.loaded.tokenize
+        return Collated(
+            tokenize(queries, config.query_prefix, config.max_query_length),
+            tokenize(positives + negatives, config.passage_prefix, config.max_passage_length),
+            len(positives),
+        )
+
+    # -- one step --------------------------------------------------------------------------------------------
+    def _forward(self, inputs: Inputs) -> torch.Tensor:
+        return self.module(inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device))
+
+    def _chunks(self, inputs: Inputs) -> list[Inputs]:
+        size = self.config.grad_cache_chunk
+        total = inputs["input_ids"].shape[0]
+        if size <= 0 or size >= total:
+            return [inputs]
+        return [{k: v[start : start + size] for k, v in inputs.items()} for start in range(0, total, size)]
+
+    def _loss(self, queries: torch.Tensor, passages: torch.Tensor, n_positives: int) -> torch.Tensor:
+        negatives = passages[n_positives:] if passages.shape[0] > n_positives else None
+        return info_nce(queries, passages[:n_positives], negatives, self.config.temperature)
+
+    def _rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
+
+    def backward(self, collated: Collated) -> float:
+        """Loss + gradients for the whole batch; GradCache when the batch is split into chunks.
+
+        GradCache (Gao et al. 2021): embed every chunk without a graph, take the loss over the full batch of
+        embeddings, then re-run each chunk with a graph (same dropout RNG) and back-propagate the cached
+        embedding gradients. Memory is one chunk's activations; the gradient equals the full-batch one.
+        """
+        query_chunks, passage_chunks = self._chunks(collated.queries), self._chunks(collated.passages)
+        if len(query_chunks) == 1 and len(passage_chunks) == 1:
+            loss = self._loss(self._forward(collated.queries), self._forward(collated.passages), collated.n_positives)
+            loss.backward()
+            return float(loss.detach())
+        chunks = query_chunks + passage_chunks
+        states, embeddings = [], []
+        with torch.no_grad():
+            for chunk in chunks:
+                states.append(self._rng_state())
+                embeddings.append(self._forward(chunk))
+        queries = torch.cat(embeddings[: len(query_chunks)]).requires_grad_()
+        passages = torch.cat(embeddings[len(query_chunks) :]).requires_grad_()
+        loss = self._loss(queries, passages, collated.n_positives)
+        loss.backward()
+        gradients = list(queries.grad.split([c["input_ids"].shape[0] for c in query_chunks])) + list(
+            passages.grad.split([c["input_ids"].shape[0] for c in passage_chunks])
+        )
+        devices = [self.device] if self.device.type == "cuda" else []
+        for index, (chunk, (cpu_state, cuda_state), gradient) in enumerate(zip(chunks, states, gradients, strict=True)):
+            last = index == len(chunks) - 1
+            sync = nullcontext() if last or not self.distributed else self.module.no_sync()  # type: ignore[operator]
+            with sync, torch.random.fork_rng(devices=devices):
+                torch.set_rng_state(cpu_state)
+                if cuda_state is not None:
+                    torch.cuda.set_rng_state(cuda_state, self.device)
+                (self._forward(chunk) * gradient).sum().backward()
+        return float(loss.detach())
+
+    def train_step(self, step: int) -> tuple[float, str]:
+        self.module.train()
+        batch = self.sampler.batch(step)
+        loss = self.backward(self.collate(batch, self.train_data, step))
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss, batch.kind
+
+    @torch.no_grad()
+    def dev_loss(self) -> float | None:
+        if not self.dev_batches or self.dev_data is None:
+            return None
+        self.model.eval()
+        losses = []
+        for step, batch in enumerate(self.dev_batches):
+            collated = self.collate(batch, self.dev_data, -1 - step)
+            queries = torch.cat(
+                [self.model(c["input_ids"], c["attention_mask"]) for c in self._chunks(collated.queries)]
+            )
+            passages = torch.cat(
+                [self.model(c["input_ids"], c["attention_mask"]) for c in self._chunks(collated.passages)]
+            )
+            losses.append(float(self._loss(queries, passages, collated.n_positives)))
+        return float(np.mean(losses))
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if self.distributed:
+            dist.barrier()
+        tmp = self.checkpoint_dir.with_name("checkpoint.tmp")
+        if self.rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            torch.save(
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "state": self.state.__dict__,
+                    "config_digest": config_digest(self.config),
+                    "world_size": self.world_size,
+                },
+                tmp / "state.pt",
+            )
+        if self.distributed:
+            dist.barrier()
+        torch.save({"cpu": torch.get_rng_state(), "python": random.getstate()}, tmp / f"rng-rank{self.rank}.pt")
+        if self.distributed:
+            dist.barrier()
+        if self.rank == 0:
+            old = self.checkpoint_dir.with_name("checkpoint.old")
+            shutil.rmtree(old, ignore_errors=True)
+            if self.checkpoint_dir.exists():
+                self.checkpoint_dir.rename(old)
+            tmp.rename(self.checkpoint_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        if self.distributed:
+            dist.barrier()
+
+    def load_checkpoint(self) -> bool:
+        path = self.checkpoint_dir / "state.pt"
+        if not path.is_file():
+            return False
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        if saved["config_digest"] != config_digest(self.config) or saved["world_size"] != self.world_size:
+            raise RuntimeError(
+                f"checkpoint in {self.checkpoint_dir} was made with other settings; use another run_name, "
+                "delete the run folder, or set --resume false"
+            )
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.state = TrainState(**saved["state"])
+        rng = torch.load(self.checkpoint_dir / f"rng-rank{self.rank}.pt", weights_only=False)
+        torch.set_rng_state(rng["cpu"])
+        random.setstate(rng["python"])
+        log.info("resumed %s at step %d", self.checkpoint_dir, self.state.step)
+        return True
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.metrics_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _trim_metrics(self) -> None:
+        """After a resume, drop records of steps the checkpoint did not reach (they will be redone)."""
+        if self.rank != 0 or not self.metrics_path.is_file():
+            return
+        lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if json.loads(line)["step"] <= self.state.step]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def _evaluate(self, step: int) -> None:
+        loss = self.dev_loss()
+        if loss is None:
+            return
+        self._log({"step": step, "dev_loss": loss})
+        if loss < self.state.best_dev_loss:
+            self.state.best_dev_loss, self.state.best_step, self.state.bad_evals = loss, step, 0
+            if self.rank == 0:
+                tmp = self.best_dir.with_name("best.tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                self.model.backbone.save_pretrained(tmp)
+                self.loaded.tokenizer.save_pretrained(tmp)
+                shutil.rmtree(self.best_dir, ignore_errors=True)
+                tmp.rename(self.best_dir)
+        else:
+            self.state.bad_evals += 1
+        log.info("step %d: dev loss %.4f (best %.4f at %d)", step, loss, self.state.best_dev_loss, self.state.best_step)
+
+    def fit(self) -> dict:
+        config = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            save_config(config, self.run_dir / "config.yaml")
+        if config.resume and self.load_checkpoint():
+            self._trim_metrics()
+        elif self.rank == 0:
+            self.metrics_path.unlink(missing_ok=True)
+        if self.state.step == 0 and self.dev_batches:
+            self._evaluate(0)
+        started, start_step = time.perf_counter(), self.state.step
+        bar = tqdm(
+            total=config.max_steps, initial=self.state.step, desc=config.run_name, unit="step", disable=self.rank != 0
+        )
+        while self.state.step < config.max_steps and not self.state.stopped_early:
+            step_started = time.perf_counter()
+            loss, kind = self.train_step(self.state.step)
+            self.state.step += 1
+            seconds = time.perf_counter() - step_started
+            pairs_per_s = config.batch_size * self.world_size / seconds
+            self._log(
+                {
+                    "step": self.state.step,
+                    "loss": loss,
+                    "kind": kind,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "seconds": round(seconds, 4),
+                    "pairs_per_s": round(pairs_per_s, 2),
+                }
+            )
+            bar.set_postfix(loss=f"{loss:.4f}", kind=kind, pairs_s=f"{pairs_per_s:.1f}")
+            bar.update(1)
+            if self.state.step % config.eval_every == 0 or self.state.step == config.max_steps:
+                self._evaluate(self.state.step)
+                if config.patience and self.state.bad_evals >= config.patience:
+                    self.state.stopped_early = True
+                    log.info(
+                        "early stop at step %d: no better dev loss in %d evaluations", self.state.step, config.patience
+                    )
+            if self.state.step % config.checkpoint_every == 0 or self.state.step == config.max_steps:
+                self.save_checkpoint()
+            if self.on_step is not None:
+                self.on_step(self.state.step, loss)
+        bar.close()
+        agree = self.ranks_agree()
+        elapsed = time.perf_counter() - started
+        steps_done = self.state.step - start_step
+        return {
+            "steps": self.state.step,
+            "steps_this_session": steps_done,
+            "seconds": round(elapsed, 1),
+            "steps_per_s": round(steps_done / elapsed, 4) if elapsed > 0 else None,
+            "best_dev_loss": self.state.best_dev_loss if self.dev_batches else None,
+            "best_step": self.state.best_step,
+            "stopped_early": self.state.stopped_early,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "world_size": self.world_size,
+            "ranks_agree": agree,
+        }
+
+    def weights_checksum(self) -> float:
+        return float(sum(p.detach().double().sum() for p in self.model.parameters()))
+
+    def ranks_agree(self) -> bool:
+        """DDP keeps replicas identical; check it rather than assume it (a mismatch is an error)."""
+        if not self.distributed:
+            return True
+        mine = torch.tensor([self.weights_checksum()], dtype=torch.float64, device=self.device)
+        gathered = [torch.zeros_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(gathered, mine)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise RuntimeError(f"DDP ranks disagree on the weights: {[float(g) for g in gathered]}")
+        return True
