@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 export SEARCH_MODEL_DIR := $(MODEL_DIR)
 export SEARCH_INDEX_DIR := $(INDEX_DIR)
 
-.PHONY: install models index run test lint clean-artifacts
+.PHONY: install models index run test test-docker lint clean-artifacts
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,8 @@ lint: install
 
 clean-artifacts:
 	rm -rf $(DEFAULT_MODEL) indexes
+
+# The Docker round trip: engine + Compose + local base image (docker/test-setup.sh), then the docker tests.
+test-docker: install models index
+	bash docker/test-setup.sh
+	$(BIN)/python -m pytest -m docker -s $(PYTEST_ARGS); status=$$?; bash docker/test-teardown.sh; exit $$status

@@ -1,0 +1,92 @@
+"""Static checks of the images and the compose file (no Docker engine needed), and the no-torch serving rule."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.tiny import ROOT
+
+DOCKER = ROOT / "docker"
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the final stage, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    stages: list[list[tuple[str, str]]] = [[]]
+    for line in lines:
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((keyword.upper(), rest.strip()))
+    return stages[-1]
+
+
+def values(dockerfile: Path, keyword: str) -> list[str]:
+    return [rest for key, rest in instructions(dockerfile) if key == keyword]
+
+
+def env_keys(dockerfile: Path) -> dict[str, str]:
+    pairs = " ".join(values(dockerfile, "ENV"))
+    return dict(re.findall(r"(\w+)=(\S+)", pairs))
+
+
+def test_gpu_image_serves_like_the_cpu_image() -> None:
+    cpu, gpu = DOCKER / "Dockerfile", DOCKER / "Dockerfile.gpu"
+    for keyword in ("ENTRYPOINT", "CMD", "HEALTHCHECK", "USER", "EXPOSE", "VOLUME", "WORKDIR"):
+        assert values(cpu, keyword) == values(gpu, keyword), keyword
+    assert env_keys(cpu) == env_keys(gpu)
+    assert "onnxruntime-gpu" in gpu.read_text() and "onnxruntime-gpu" not in cpu.read_text()
+
+
+def test_images_follow_the_rules() -> None:
+    for name in ("Dockerfile", "Dockerfile.gpu", "Dockerfile.train"):
+        text = (DOCKER / name).read_text()
+        assert text.splitlines()[0].startswith("#") and "syntax=" not in text  # a syntax line pulls a frontend
+        assert "<<" not in text and "--mount" not in text  # no heredocs / RUN --mount (fail with plain build)
+        assert re.search(r"^ARG BASE_IMAGE=", text, re.M) and "FROM ${BASE_IMAGE}" in text
+        assert values(DOCKER / name, "USER") and values(DOCKER / name, "USER")[-1] != "root"
+    cpu = DOCKER / "Dockerfile"
+    assert "debian:bookworm-slim" in cpu.read_text()
+    assert "/ready" in values(cpu, "HEALTHCHECK")[0]
+    assert (
+        env_keys(cpu)["SEARCH_MODEL_DIR"].startswith("/models/")
+        and env_keys(cpu)["SEARCH_INDEX_DIR"] == "/indexes/demo"
+    )
+    assert "torch" not in " ".join(values(cpu, "RUN")).replace("find_spec('torch') is None", "")
+    assert values(DOCKER / "Dockerfile.train", "ENTRYPOINT") == ['["python3", "training/train.py"]']
+
+
+def test_compose_file() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    api = services["api"]
+    assert api["build"]["dockerfile"] == "docker/Dockerfile" and "profiles" not in api
+    assert {"./models:/models:ro", "./indexes:/indexes:ro"} <= set(api["volumes"])
+    assert api["restart"] == "unless-stopped" and "/ready" in " ".join(api["healthcheck"]["test"])
+    assert set(api["environment"]) >= {"SEARCH_MODEL_DIR", "SEARCH_INDEX_DIR", "SEARCH_RUNTIME"}
+    gpu = services["api-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["environment"] == api["environment"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    train = services["train"]
+    assert train["profiles"] == ["train"] and "./models:/work/models" in train["volumes"]
+    from app.settings import Settings
+
+    fields = {f"SEARCH_{name.upper()}" for name in Settings.model_fields}
+    assert set(api["environment"]) <= fields  # compose only sets settings the service knows
+
+
+def test_serving_code_imports_without_torch() -> None:
+    """The serving image has no torch: importing every app module must not need it."""
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "import app.main, app.cli, app.encoder, app.index, app.engine, app.api.routes\n"
+        "app.main.create_app()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
