@@ -118,6 +118,11 @@ class OnnxEncoder:
         lengths = [len(e.ids) for e in encodings]
         return Tokenized(ids, mask, lengths, [n > limit for n in lengths])
 
+    def token_lengths(self, texts: Sequence[str], kind: TextKind) -> list[int]:
+        """Full token counts (prefix and special tokens included), without building model inputs."""
+        prefix = self.prefix(kind)
+        return [len(e.ids) for e in self.tokenizer.encode_batch([prefix + text.strip() for text in texts])]
+
     def run(self, batch: Tokenized) -> np.ndarray:
         (embeddings,) = self.session.run(None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
         return np.ascontiguousarray(embeddings, dtype=np.float32)

@@ -137,7 +137,8 @@ class SearchIndex:
         corpus_name: str = "",
     ) -> SearchIndex:
         started = time.perf_counter()
-        truncated = sum(encoder.tokenize([d.text], "passage").truncated[0] for d in documents)
+        limit = encoder.manifest.max_length
+        truncated = sum(n > limit for n in encoder.token_lengths([d.text for d in documents], "passage"))
         if truncated:
             log.warning(
                 "%d of %d passages exceed %d tokens; only their first %d tokens are embedded",

@@ -124,3 +124,10 @@ def test_corrupt_store_is_detected(tiny_index: Path, tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="220 vectors but 219 documents"):
         SearchIndex.load(copy)
     assert json.loads((copy / "manifest.json").read_text())["size"] == 220
+
+
+def test_build_counts_truncated_passages(tiny_model: Path) -> None:
+    encoder = OnnxEncoder(tiny_model, "fp32", runtime="cpu")
+    documents = [Document("long", "word " * 300, "en"), Document("short", "a few words", "en")]
+    index = SearchIndex.build(encoder, documents, progress=False)
+    assert index.manifest.model_extra["truncated_passages"] == 1
