@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 Runtime = Literal["auto", "cpu", "cuda"]
 TextKind = Literal["query", "passage"]
+PLURAL: dict[str, str] = {"query": "queries", "passage": "passages"}
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -139,7 +140,7 @@ class OnnxEncoder:
         if not texts:
             return out
         order = np.argsort([len(text) for text in texts], kind="stable")[::-1]
-        bar = tqdm(total=len(texts), desc=f"encoding {kind}s", unit="text", disable=not progress)
+        bar = tqdm(total=len(texts), desc=f"encoding {PLURAL[kind]}", unit="text", disable=not progress)
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             out[rows] = self.run(self.tokenize([texts[i] for i in rows], kind))
