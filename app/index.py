@@ -23,6 +23,7 @@ import faiss
 import numpy as np
 
 from app.encoder import OnnxEncoder
+from app.jsonl import json_objects
 from app.manifest import IndexManifest, ManifestError, load_index_manifest, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -52,27 +53,14 @@ class Hit:
 def read_corpus(path: Path) -> Iterator[Document]:
     """Validate and yield JSONL records ``{"id", "text", "lang", "metadata"?}``; duplicate ids are an error."""
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{where}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise CorpusError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            for key in ("id", "text", "lang"):
-                if not isinstance(record.get(key), str) or not record[key].strip():
-                    raise CorpusError(f"{where}: '{key}' must be a non-empty string")
-            metadata = record.get("metadata", {})
-            if not isinstance(metadata, dict):
-                raise CorpusError(f"{where}: 'metadata' must be an object")
-            if record["id"] in seen:
-                raise CorpusError(f"{where}: duplicate id {record['id']!r}")
-            seen.add(record["id"])
-            yield Document(record["id"], record["text"], record["lang"], metadata)
+    for where, record in json_objects(path, CorpusError, ("id", "text", "lang")):
+        metadata = record.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise CorpusError(f"{where}: 'metadata' must be an object")
+        if record["id"] in seen:
+            raise CorpusError(f"{where}: duplicate id {record['id']!r}")
+        seen.add(record["id"])
+        yield Document(record["id"], record["text"], record["lang"], metadata)
 
 
 def _new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:

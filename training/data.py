@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.jsonl import json_objects
+
 log = logging.getLogger(__name__)
 
 
@@ -115,30 +117,17 @@ def read_lareqa(folder: Path, languages: list[str], titles: set[str] | None = No
 
 def read_parallel_jsonl(path: Path) -> ParallelData:
     data = ParallelData()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object")
-            for key in ("id", "lang", "query", "positive"):
-                if not isinstance(record.get(key), str) or not record[key].strip():
-                    raise DataError(f"{where}: '{key}' must be a non-empty string")
-            negatives = record.get("negatives", [])
-            if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
-                raise DataError(f"{where}: 'negatives' must be a list of non-empty strings")
-            unknown = set(record) - {"id", "lang", "query", "positive", "negatives"}
-            if unknown:
-                raise DataError(f"{where}: unknown field(s) {sorted(unknown)}")
-            example = Example(
-                record["id"], record["lang"], record["query"].strip(), record["positive"].strip(), tuple(negatives)
-            )
-            data.add(example, where)
+    for where, record in json_objects(path, DataError, ("id", "lang", "query", "positive")):
+        negatives = record.get("negatives", [])
+        if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
+            raise DataError(f"{where}: 'negatives' must be a list of non-empty strings")
+        unknown = set(record) - {"id", "lang", "query", "positive", "negatives"}
+        if unknown:
+            raise DataError(f"{where}: unknown field(s) {sorted(unknown)}")
+        example = Example(
+            record["id"], record["lang"], record["query"].strip(), record["positive"].strip(), tuple(negatives)
+        )
+        data.add(example, where)
     if not data.by_id:
         raise DataError(f"{path}: no records")
     return data

@@ -121,6 +121,20 @@ def test_unloadable_index_reports_not_ready(tiny_model: Path, tiny_index: Path, 
         assert httpx.get(f"{base}/health").status_code == 200
 
 
+def serve_expecting_failure(model_dir: Path, index_dir: Path) -> subprocess.CompletedProcess:
+    """`app.cli serve` must stop at start-up (non-zero exit) rather than serve."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=ROOT,
+        env={"SEARCH_MODEL_DIR": str(model_dir), "SEARCH_INDEX_DIR": str(index_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0, result.stdout
+    return result
+
+
 def test_index_from_another_model_is_refused(tiny_index: Path, tmp_path: Path) -> None:
     """Start-up fails, naming both models, when the index was encoded by a different model."""
     fake_model = tmp_path / "model"
@@ -128,26 +142,11 @@ def test_index_from_another_model_is_refused(tiny_index: Path, tmp_path: Path) -
     (fake_model / "manifest.json").write_text(
         '{"name": "someone-else", "source": "x", "fingerprint": "0000", "embedding_dim": 32, "max_length": 64}'
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve"],
-        cwd=ROOT,
-        env={"SEARCH_MODEL_DIR": str(fake_model), "SEARCH_INDEX_DIR": str(tiny_index), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
+    result = serve_expecting_failure(fake_model, tiny_index)
     assert "was built by model 'tiny-bert'" in result.stderr and "'someone-else'" in result.stderr
 
 
 def test_missing_model_dir_is_named_at_startup(tiny_index: Path, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve"],
-        cwd=ROOT,
-        env={"SEARCH_MODEL_DIR": str(missing), "SEARCH_INDEX_DIR": str(tiny_index), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0 and f"model folder {missing} does not exist" in result.stderr
+    result = serve_expecting_failure(missing, tiny_index)
+    assert f"model folder {missing} does not exist" in result.stderr

@@ -113,22 +113,10 @@ def test_resume_gives_the_same_weights(tmp_path: Path, tiny_model: Path, paralle
 
 
 def test_two_process_ddp_run_agrees(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
-    overrides = {
-        "run_name": "ddp",
-        "model": str(tiny_model),
-        "output_dir": str(tmp_path / "models"),
-        "runs_dir": str(tmp_path / "runs"),
-        "data_format": "jsonl",
-        "train_path": str(parallel_jsonl),
-        "split_file": "",
-        "languages": "en,de,es,zh",
-        "batch_size": "8",
-        "max_steps": "4",
-        "eval_every": "2",
-        "checkpoint_every": "2",
-        "export_onnx": "false",
-        "grad_cache_chunk": "4",
-    }
+    config = tiny_config(
+        tmp_path, tiny_model, parallel_jsonl, run_name="ddp", max_steps=4, eval_every=2, grad_cache_chunk=4
+    )
+    overrides = {key: ",".join(v) if isinstance(v, list) else str(v) for key, v in config.to_dict().items()}
     args = [a for key, value in overrides.items() for a in (f"--{key}", value)]
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(

@@ -1,0 +1,28 @@
+"""Line-numbered JSONL reading with errors that name the file and line (corpora and training data)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+def json_objects(path: Path, error: type[Exception], required_strings: Iterable[str]) -> Iterator[tuple[str, dict]]:
+    """Yield ``(where, record)`` for each non-blank line; raise ``error`` for invalid JSON, a non-object, or a
+    required key that is not a non-empty string. ``where`` is "<path> line <n>" for the caller's own checks."""
+    required = tuple(required_strings)
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{where}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise error(f"{where}: expected a JSON object, got {type(record).__name__}")
+            for key in required:
+                if not isinstance(record.get(key), str) or not record[key].strip():
+                    raise error(f"{where}: '{key}' must be a non-empty string")
+            yield where, record
