@@ -76,7 +76,8 @@ def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-d
     split_file = Path(config.split_file) if config.split_file else None
     train = load_data(config.data_format, Path(config.train_path), languages, split_file, config.train_split)
     dev = None
-    dev_path = config.dev_path or (config.train_path if split_file else "")
+    # LAReQA data with a split file: dev = the dev articles of the same files; JSONL: only an explicit dev_path
+    dev_path = config.dev_path or (config.train_path if config.data_format == "lareqa" and split_file else "")
     if dev_path:
         dev = load_data(config.data_format, Path(dev_path), languages, split_file, config.dev_split)
         overlap = set(train.by_id) & set(dev.by_id)

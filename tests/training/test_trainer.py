@@ -153,7 +153,7 @@ def test_train_py_end_to_end_then_serve(
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(
         f"run_name: tiny-e2e\nmodel: {tiny_model}\noutput_dir: {tmp_path / 'models'}\nruns_dir: {tmp_path / 'runs'}\n"
-        f"data_format: jsonl\ntrain_path: {parallel_jsonl}\nsplit_file: ''\nlanguages: [en, de, es, zh]\n"
+        f"data_format: jsonl\ntrain_path: {parallel_jsonl}\nlanguages: [en, de, es, zh]\n"
         "batch_size: 8\nmax_steps: 4\neval_every: 2\ncheckpoint_every: 2\nmax_passage_length: 48\n"
     )
     result = subprocess.run(
