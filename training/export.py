@@ -33,6 +33,7 @@ log = logging.getLogger("training.export")
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 OPSET = 17
+GATE_QUERIES, GATE_PASSAGES = 100, 600  # the int8 gate's sample: English queries x passages in all languages
 
 
 class ParityError(RuntimeError):
@@ -170,7 +171,9 @@ def export_model(
     out = Path(out or source)
     loaded = load_encoder(source, max_length=max_length)
     save_hf_folder(loaded, out)
-    sample = sample or GateSample.from_files(DEMO_DIR / "queries.jsonl", DEMO_DIR / "corpus.jsonl", "en", 100, 600)
+    sample = sample or GateSample.from_files(
+        DEMO_DIR / "queries.jsonl", DEMO_DIR / "corpus.jsonl", "en", GATE_QUERIES, GATE_PASSAGES
+    )
 
     fp32_path = out / "onnx" / "model.onnx"
     log.info("exporting fp32 ONNX to %s", fp32_path)
@@ -237,7 +240,9 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
     if args.out is None and not Path(args.model).is_dir():
         parser.error("--out is required when --model is a hub id")
-    sample = GateSample.from_files(args.gate_queries, args.gate_corpus, args.gate_query_lang, 100, 1000)
+    sample = GateSample.from_files(
+        args.gate_queries, args.gate_corpus, args.gate_query_lang, GATE_QUERIES, GATE_PASSAGES
+    )
     try:
         manifest = export_model(
             args.model,
