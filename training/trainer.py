@@ -230,7 +230,7 @@ class Trainer:
             return None
         self.model.eval()
 
-        def forward(piece: Inputs) -> torch.Tensor:
+        def forward(piece: Inputs) -> torch.Tensor:  # the bare model: no DDP collectives for evaluation
             return self.model(piece["input_ids"].to(self.device), piece["attention_mask"].to(self.device))
 
         losses = []
