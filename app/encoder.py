@@ -105,9 +105,7 @@ class OnnxEncoder:
 
         ``lengths`` are the full token counts before truncation, so callers can refuse or count long inputs.
         """
-        prefix = self.prefix(kind)
-        # Strip: trailing whitespace changes some tokenizers' output (a lone "▁"), never the meaning.
-        encodings = self.tokenizer.encode_batch([prefix + text.strip() for text in texts])
+        encodings = self._encodings(texts, kind)
         limit = self.manifest.max_length
         rows = [_truncate(e.ids, e.special_tokens_mask, limit) for e in encodings]
         width = max((len(r) for r in rows), default=0)
@@ -121,8 +119,12 @@ class OnnxEncoder:
 
     def token_lengths(self, texts: Sequence[str], kind: TextKind) -> list[int]:
         """Full token counts (prefix and special tokens included), without building model inputs."""
+        return [len(e.ids) for e in self._encodings(texts, kind)]
+
+    def _encodings(self, texts: Sequence[str], kind: TextKind) -> list:
         prefix = self.prefix(kind)
-        return [len(e.ids) for e in self.tokenizer.encode_batch([prefix + text.strip() for text in texts])]
+        # Strip: trailing whitespace changes some tokenizers' output (a lone "▁"), never the meaning.
+        return self.tokenizer.encode_batch([prefix + text.strip() for text in texts])
 
     def run(self, batch: Tokenized) -> np.ndarray:
         (embeddings,) = self.session.run(None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})

@@ -132,8 +132,8 @@ class SearchIndex:
                 "%d of %d passages exceed %d tokens; only their first %d tokens are embedded",
                 truncated,
                 len(documents),
-                encoder.manifest.max_length,
-                encoder.manifest.max_length,
+                limit,
+                limit,
             )
         embeddings = encoder.encode([d.text for d in documents], "passage", batch_size, progress)
         vectors = _new_faiss_index(encoder.dim, index_type)
