@@ -95,16 +95,10 @@ class TorchEmbedder:
         self.batch_size = batch_size
 
     def encode(self, texts: list[str], kind: str) -> np.ndarray:
-        from tqdm import tqdm
-
         from app.encoder import PLURAL
 
-        order = np.argsort([len(t) for t in texts])[::-1]
-        out = np.empty((len(texts), self.loaded.encoder.backbone.config.hidden_size), dtype=np.float32)
-        for start in tqdm(range(0, len(texts), self.batch_size), desc=f"encoding {PLURAL[kind]}"):
-            rows = order[start : start + self.batch_size]
-            out[rows] = self.loaded.embed([texts[i] for i in rows], self.prefixes[kind], len(rows)).numpy()
-        return out
+        embeddings = self.loaded.embed(texts, self.prefixes[kind], self.batch_size, f"encoding {PLURAL[kind]}")
+        return embeddings.numpy()
 
 
 def make_embedder(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -53,13 +54,19 @@ class LoadedEncoder:
         )
 
     @torch.no_grad()
-    def embed(self, texts: Sequence[str], prefix: str = "", batch_size: int = 32) -> torch.Tensor:
+    def embed(
+        self, texts: Sequence[str], prefix: str = "", batch_size: int = 32, progress: str | None = None
+    ) -> torch.Tensor:
+        """Embeddings in input order; batches hold texts of similar length so little time goes on padding."""
         self.encoder.eval()
-        chunks = []
-        for start in range(0, len(texts), batch_size):
-            batch = self.tokenize(texts[start : start + batch_size], prefix)
-            chunks.append(self.encoder(batch["input_ids"], batch["attention_mask"]))
-        return torch.cat(chunks) if chunks else torch.empty(0)
+        out = torch.empty(len(texts), self.encoder.backbone.config.hidden_size)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc=progress, disable=progress is None):
+            rows = order[start : start + batch_size]
+            batch = self.tokenize([texts[i] for i in rows], prefix)
+            out[rows] = self.encoder(batch["input_ids"], batch["attention_mask"])
+        return out
 
 
 def load_encoder(name_or_path: str | Path, max_length: int | None = None, normalize: bool = True) -> LoadedEncoder:
