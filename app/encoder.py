@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 from tqdm import tqdm
 
 from app.manifest import ManifestError, ModelManifest, Variant, load_model_manifest
@@ -65,6 +66,7 @@ class OnnxEncoder:
         runtime: Runtime = "auto",
         intra_op_threads: int = 0,
         manifest: ModelManifest | None = None,
+        spin_threads: bool = False,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.manifest = manifest or load_model_manifest(self.model_dir)
@@ -80,8 +82,13 @@ class OnnxEncoder:
         self.pad_id = self._pad_id()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_threads > 0:
-            options.intra_op_num_threads = intra_op_threads
+        # One model call at a time uses every core (intra-op); inter-op parallelism only adds contention for a
+        # BERT graph. Spinning threads would burn the cores that the HTTP event loop and tokenizer need between
+        # calls, so they sleep instead (measured in docs/PERFORMANCE.md).
+        options.intra_op_num_threads = intra_op_threads if intra_op_threads > 0 else (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_threads else "0")
         self.session = ort.InferenceSession(str(onnx_path), options, providers=choose_providers(runtime))
         self.providers = self.session.get_providers()
         log.info("loaded %s (%s) on %s", onnx_path, self.variant, self.providers)
@@ -105,29 +112,37 @@ class OnnxEncoder:
 
         ``lengths`` are the full token counts before truncation, so callers can refuse or count long inputs.
         """
-        encodings = self._encodings(texts, kind)
+        encodings = self.encodings(texts, kind)
         limit = self.manifest.max_length
-        rows = [_truncate(e.ids, e.special_tokens_mask, limit) for e in encodings]
+        ids, mask = self.pad([truncate_tokens(e, limit) for e in encodings])
+        lengths = [len(e.ids) for e in encodings]
+        return Tokenized(ids, mask, lengths, [n > limit for n in lengths])
+
+    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs for token-id rows: right-padded ids and the attention mask."""
         width = max((len(r) for r in rows), default=0)
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for row, token_ids in enumerate(rows):
             ids[row, : len(token_ids)] = token_ids
             mask[row, : len(token_ids)] = 1
-        lengths = [len(e.ids) for e in encodings]
-        return Tokenized(ids, mask, lengths, [n > limit for n in lengths])
+        return ids, mask
 
     def token_lengths(self, texts: Sequence[str], kind: TextKind) -> list[int]:
         """Full token counts (prefix and special tokens included), without building model inputs."""
-        return [len(e.ids) for e in self._encodings(texts, kind)]
+        return [len(e.ids) for e in self.encodings(texts, kind)]
 
-    def _encodings(self, texts: Sequence[str], kind: TextKind) -> list:
+    def encodings(self, texts: Sequence[str], kind: TextKind) -> list[Encoding]:
+        """Untruncated tokenizer output for prefixed texts."""
         prefix = self.prefix(kind)
         # Strip: trailing whitespace changes some tokenizers' output (a lone "▁"), never the meaning.
         return self.tokenizer.encode_batch([prefix + text.strip() for text in texts])
 
     def run(self, batch: Tokenized) -> np.ndarray:
-        (embeddings,) = self.session.run(None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
+        return self.run_padded(batch.input_ids, batch.attention_mask)
+
+    def run_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        (embeddings,) = self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
         return np.ascontiguousarray(embeddings, dtype=np.float32)
 
     def encode(
@@ -151,7 +166,9 @@ class OnnxEncoder:
         return out
 
 
-def _truncate(ids: list[int], special_mask: list[int], limit: int) -> list[int]:
+def truncate_tokens(encoding: Encoding, limit: int) -> list[int]:
+    """The first tokens of an over-long text, keeping its closing special tokens (e.g. ``</s>``)."""
+    ids, special_mask = encoding.ids, encoding.special_tokens_mask
     if len(ids) <= limit:
         return ids
     tail = 0

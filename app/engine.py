@@ -1,15 +1,21 @@
-"""The search engine: model + index, loaded once, checked against each other; no HTTP in here."""
+"""The search engine: model, batcher and collection, loaded once and checked against each other; no HTTP here.
+
+Methods that encode return a ``concurrent.futures.Future`` (the work runs on the batcher's thread); the HTTP
+layer awaits it with the request timeout.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from dataclasses import dataclass
+from concurrent.futures import Future
 
-from app.encoder import OnnxEncoder, choose_variant
-from app.index import Hit, SearchIndex
+from app.batcher import BatchStats, EncodeBatcher, Encoded
+from app.collection import Collection
+from app.encoder import OnnxEncoder, TextKind, choose_variant
+from app.index import Document, Hit, ReadOnlyIndex
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
+from app.metrics import Metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,17 +29,13 @@ class NotReady(RuntimeError):
     """Model or index still loading (or failed to load)."""
 
 
-@dataclass(frozen=True)
-class SearchOutcome:
-    hits: list[Hit]
-    encode_seconds: float
-
-
 class SearchEngine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.encoder: OnnxEncoder | None = None
-        self.index: SearchIndex | None = None
+        self.collection: Collection | None = None
+        self.batcher: EncodeBatcher | None = None
         self.error: str | None = None
         self._loaded = threading.Event()
 
@@ -53,50 +55,121 @@ class SearchEngine:
 
     def load(self) -> None:
         try:
-            manifest = load_model_manifest(self.settings.model_dir)
+            settings = self.settings
+            manifest = load_model_manifest(settings.model_dir)
             self.encoder = OnnxEncoder(
-                self.settings.model_dir,
-                choose_variant(manifest, self.settings.int8),
-                self.settings.runtime,
-                self.settings.intra_op_threads,
+                settings.model_dir,
+                choose_variant(manifest, settings.int8),
+                settings.runtime,
+                settings.intra_op_threads,
                 manifest,
+                spin_threads=settings.spin_threads,
             )
-            self.index = SearchIndex.load(self.settings.index_dir)
-            self.encoder.encode(["warm-up"], "query")  # first ORT run allocates; keep it off the first request
+            self.collection = Collection(settings.index_dir, settings.snapshot_every)
+            self._warm_up()
+            self.batcher = EncodeBatcher(
+                self.encoder,
+                settings.batch_max_texts,
+                settings.batch_max_tokens,
+                settings.batch_wait_ms,
+                settings.max_queue,
+                on_batch=self._record_batch,
+            )
             self._loaded.set()
-            log.info("ready: %d documents, model %s (%s)", self.index.size, manifest.name, self.encoder.variant)
+            log.info("ready: %d documents, model %s (%s)", self.collection.size, manifest.name, self.encoder.variant)
         except Exception as exc:  # reported by /ready; the process stays up to say why
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("loading failed")
+
+    def _warm_up(self) -> None:
+        """The first ORT runs allocate and pick kernels; do that for a few shapes before the first request."""
+        assert self.encoder is not None
+        for rows, width in ((1, 16), (8, 32), (self.settings.batch_max_texts, 24)):
+            self.encoder.run_padded(*self.encoder.pad([[self.encoder.pad_id + 5] * width] * rows))
+
+    def _record_batch(self, stats: BatchStats) -> None:
+        if self.metrics is not None:
+            self.metrics.batch_texts.observe(stats.texts)
+            self.metrics.encode_latency.observe(stats.seconds)
 
     @property
     def ready(self) -> bool:
         return self._loaded.is_set()
 
-    def max_query_tokens(self) -> int:
-        assert self.encoder is not None
-        return min(self.settings.max_query_tokens, self.encoder.manifest.max_length)
-
-    def search(self, query: str, top_k: int, languages: list[str] | None) -> SearchOutcome:
-        if not self.ready or self.encoder is None or self.index is None:
+    def _parts(self) -> tuple[OnnxEncoder, Collection, EncodeBatcher]:
+        if not self.ready or self.encoder is None or self.collection is None or self.batcher is None:
             raise NotReady(self.error or "model and index are still loading")
+        return self.encoder, self.collection, self.batcher
+
+    def require_encoder(self) -> OnnxEncoder:
+        return self._parts()[0]
+
+    def require_writable(self) -> None:
+        _, collection, _ = self._parts()
+        if not collection.writable:
+            raise ReadOnlyIndex(f"this index takes no writes: {collection.read_only_reason}")
+
+    def max_query_tokens(self) -> int:
+        encoder, _, _ = self._parts()
+        return min(self.settings.max_query_tokens, encoder.manifest.max_length)
+
+    def search(
+        self,
+        queries: list[str],
+        top_k: int,
+        languages: list[str] | None = None,
+        filters: dict | None = None,
+        truncate: bool = False,
+    ) -> Future:
+        """Future of one hit list per query."""
+        _, collection, batcher = self._parts()
         limits = self.settings
         if not 1 <= top_k <= limits.max_top_k:
             raise InvalidQuery(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}")
-        if len(query) > limits.max_query_chars:
-            raise InvalidQuery(f"query is {len(query)} characters long; the limit is {limits.max_query_chars}")
+        self._check_texts(queries, limits.max_query_chars, "query")
         if languages is not None:
-            unknown = sorted(set(languages) - set(self.index.languages))
+            unknown = sorted(set(languages) - set(collection.languages))
             if unknown:
-                raise InvalidQuery(f"unknown language(s) {unknown}; the index has {self.index.languages}")
-        started = time.perf_counter()
-        batch = self.encoder.tokenize([query], "query")
-        if batch.lengths[0] > self.max_query_tokens():
-            raise InvalidQuery(
-                f"query is {batch.lengths[0]} tokens long (prefix and special tokens included); "
-                f"the limit is {self.max_query_tokens()}"
-            )
-        vector = self.encoder.run(batch)
-        encode_seconds = time.perf_counter() - started
-        hits = self.index.search(vector, top_k, sorted(set(languages)) if languages else None)[0]
-        return SearchOutcome(hits, encode_seconds)
+                raise InvalidQuery(f"unknown language(s) {unknown}; the index has {collection.languages}")
+        wanted = sorted(set(languages)) if languages else None
+
+        def find(encoded: Encoded) -> list[list[Hit]]:
+            return collection.search(encoded.embeddings, top_k, wanted, filters)
+
+        return batcher.submit(queries, "query", self.max_query_tokens(), truncate, then=find)
+
+    def embed(self, texts: list[str], kind: TextKind, truncate: bool = False) -> Future:
+        """Future of ``Encoded`` (embeddings and token counts)."""
+        encoder, _, batcher = self._parts()
+        limit = self.settings.max_query_chars if kind == "query" else self.settings.max_document_chars
+        self._check_texts(texts, limit, kind)
+        max_tokens = self.max_query_tokens() if kind == "query" else encoder.manifest.max_length
+        return batcher.submit(texts, kind, max_tokens, truncate)
+
+    def _check_texts(self, texts: list[str], max_chars: int, what: str) -> None:
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise InvalidQuery(f"{what} {i} is empty or whitespace")
+            if len(text) > max_chars:
+                raise InvalidQuery(f"{what} {i} is {len(text)} characters long; the limit is {max_chars}")
+
+    def upsert(self, documents: list[Document], encoded: Encoded) -> int:
+        _, collection, _ = self._parts()
+        return collection.upsert(documents, encoded.embeddings)
+
+    def delete(self, doc_id: str) -> bool:
+        _, collection, _ = self._parts()
+        return bool(collection.delete([doc_id]))
+
+    def size(self) -> int:
+        return self._parts()[1].size
+
+    def get(self, doc_id: str) -> Document | None:
+        _, collection, _ = self._parts()
+        return collection.get(doc_id)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        if self.collection is not None:
+            self.collection.close()

@@ -72,34 +72,108 @@ def _new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss
     return faiss.IndexFlatIP(dim)
 
 
+class ReadOnlyIndex(RuntimeError):
+    """The index cannot take writes (an HNSW graph cannot delete; the message says what to do)."""
+
+
+def _filter_key(field_name: str, value: object) -> tuple[str, str]:
+    return field_name, json.dumps(value, sort_keys=True)
+
+
 class SearchIndex:
+    """Vectors and documents kept in step. Not thread-safe: ``Collection`` serialises access.
+
+    Each document has a *slot*, its FAISS id. A flat index is wrapped in ``IndexIDMap2`` so that documents can be
+    added, replaced and removed; an HNSW graph cannot remove vectors, so it is read-only (slot = row). On disk the
+    slots are renumbered 0..n-1, so that ``index.faiss`` rows and ``docs.jsonl`` lines line up.
+    """
+
     def __init__(self, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest) -> None:
         if vectors.ntotal != len(documents):
             raise ManifestError(f"index holds {vectors.ntotal} vectors but {len(documents)} documents")
-        self.vectors = vectors
-        self.documents = documents
         self.manifest = manifest
-        self._rows_by_lang: dict[str, np.ndarray] = {}
-        for lang in sorted({d.lang for d in documents}):
-            self._rows_by_lang[lang] = np.array(
-                [row for row, d in enumerate(documents) if d.lang == lang], dtype=np.int64
-            )
+        self.dim = vectors.d
+        self.writable = not isinstance(vectors, faiss.IndexHNSW)
+        if self.writable:
+            self.vectors: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.d))
+            if documents:
+                self.vectors.add_with_ids(vectors.reconstruct_n(0, vectors.ntotal), np.arange(len(documents)))
+        else:
+            self.vectors = vectors
+        self._docs: dict[int, Document] = {}
+        self._slot_of: dict[str, int] = {}
+        self._lang_slots: dict[str, set[int]] = {}
+        self._postings: dict[tuple[str, str], set[int]] = {}
+        for slot, document in enumerate(documents):
+            self._remember(slot, document)
+        self._next_slot = len(documents)
+
+    def _remember(self, slot: int, document: Document) -> None:
+        self._docs[slot] = document
+        self._slot_of[document.id] = slot
+        self._lang_slots.setdefault(document.lang, set()).add(slot)
+        for key in self._filter_keys(document):
+            self._postings.setdefault(key, set()).add(slot)
+
+    def _forget(self, slot: int) -> None:
+        document = self._docs.pop(slot)
+        del self._slot_of[document.id]
+        self._discard(self._lang_slots, document.lang, slot)
+        for key in self._filter_keys(document):
+            self._discard(self._postings, key, slot)
+
+    @staticmethod
+    def _discard(buckets: dict, key: object, slot: int) -> None:
+        buckets[key].discard(slot)
+        if not buckets[key]:
+            del buckets[key]
+
+    @staticmethod
+    def _filter_keys(document: Document) -> list[tuple[str, str]]:
+        return [_filter_key(k, v) for k, v in document.metadata.items() if isinstance(v, str | int | float | bool)]
 
     @property
     def size(self) -> int:
-        return len(self.documents)
+        return len(self._docs)
 
     @property
     def languages(self) -> list[str]:
-        return list(self._rows_by_lang)
+        return sorted(self._lang_slots)
 
-    def search(self, queries: np.ndarray, top_k: int, languages: Iterable[str] | None = None) -> list[list[Hit]]:
-        """Top-k by inner product (cosine for normalised vectors), optionally only among some languages."""
-        params = None
+    def get(self, doc_id: str) -> Document | None:
+        slot = self._slot_of.get(doc_id)
+        return None if slot is None else self._docs[slot]
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self._slot_of
+
+    def ids(self) -> set[str]:
+        return set(self._slot_of)
+
+    def _allowed_slots(self, languages: Iterable[str] | None, filters: dict | None) -> set[int] | None:
+        """Slots a search may return, or None for all of them."""
+        allowed: set[int] | None = None
         if languages is not None:
-            rows = np.concatenate([self._rows_by_lang[lang] for lang in languages])
-            top_k = min(top_k, len(rows))
-            selector = faiss.IDSelectorBatch(rows)
+            allowed = set().union(*(self._lang_slots.get(lang, set()) for lang in languages))
+        for field_name, value in (filters or {}).items():
+            matching = self._postings.get(_filter_key(field_name, value), set())
+            allowed = matching if allowed is None else allowed & matching
+        return allowed
+
+    def search(
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        languages: Iterable[str] | None = None,
+        filters: dict | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k by inner product (cosine for normalised vectors), optionally among some languages and
+        documents whose metadata equals every ``filters`` value (exact, not post-filtered)."""
+        params = None
+        allowed = self._allowed_slots(languages, filters)
+        if allowed is not None:
+            top_k = min(top_k, len(allowed))
+            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
             params = (
                 faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, top_k))
                 if isinstance(self.vectors, faiss.IndexHNSW)
@@ -108,11 +182,49 @@ class SearchIndex:
         top_k = min(top_k, self.size)
         if top_k <= 0:
             return [[] for _ in range(len(queries))]
-        scores, rows = self.vectors.search(np.ascontiguousarray(queries, dtype=np.float32), top_k, params=params)
+        scores, slots = self.vectors.search(np.ascontiguousarray(queries, dtype=np.float32), top_k, params=params)
         return [
-            [Hit(self.documents[row], float(score)) for score, row in zip(s, r, strict=True) if row >= 0]
-            for s, r in zip(scores, rows, strict=True)
+            [Hit(self._docs[slot], float(score)) for score, slot in zip(s, r, strict=True) if slot >= 0]
+            for s, r in zip(scores, slots, strict=True)
         ]
+
+    def upsert(self, documents: list[Document], embeddings: np.ndarray) -> None:
+        """Add documents; a document whose id exists replaces the old one (text, metadata and vector)."""
+        self._require_writable()
+        if len(documents) != len(embeddings) or len({d.id for d in documents}) != len(documents):
+            raise ValueError("upsert needs one embedding per document and distinct ids")
+        self.delete([d.id for d in documents if d.id in self._slot_of])
+        slots = np.arange(self._next_slot, self._next_slot + len(documents), dtype=np.int64)
+        self._next_slot += len(documents)
+        self.vectors.add_with_ids(np.ascontiguousarray(embeddings, dtype=np.float32), slots)
+        for slot, document in zip(slots.tolist(), documents, strict=True):
+            self._remember(slot, document)
+
+    def delete(self, doc_ids: list[str]) -> list[str]:
+        """Remove the documents that exist; return their ids."""
+        self._require_writable()
+        present = [i for i in doc_ids if i in self._slot_of]
+        if present:
+            slots = np.array([self._slot_of[i] for i in present], dtype=np.int64)
+            self.vectors.remove_ids(faiss.IDSelectorBatch(slots))
+            for slot in slots.tolist():
+                self._forget(slot)
+        return present
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise ReadOnlyIndex("an HNSW index cannot delete or replace documents; rebuild it with --index-type flat")
+
+    def _rows(self) -> tuple[np.ndarray, list[Document]]:
+        """Vectors and documents in slot order (the on-disk layout)."""
+        if not self.writable:
+            return self.vectors, [self._docs[slot] for slot in range(self.vectors.ntotal)]
+        slots = faiss.vector_to_array(self.vectors.id_map)
+        order = np.argsort(slots, kind="stable")
+        matrix = self.vectors.index.reconstruct_n(0, self.vectors.ntotal) if len(slots) else np.empty((0, self.dim))
+        flat = faiss.IndexFlatIP(self.dim)
+        flat.add(np.ascontiguousarray(matrix[order], dtype=np.float32))
+        return flat, [self._docs[int(slot)] for slot in slots[order]]
 
     @classmethod
     def build(
@@ -153,16 +265,27 @@ class SearchIndex:
         )
         return cls(vectors, documents, manifest)
 
-    def save(self, index_dir: Path) -> Path:
-        """Write a new version folder, fsync it, then atomically point ``index_dir`` at it."""
+    def save(self, index_dir: Path, wal_seq: int | None = None) -> Path:
+        """Write a new version folder, fsync it, then atomically point ``index_dir`` at it.
+
+        ``wal_seq`` records the last write-ahead-log record the snapshot holds (replay starts after it).
+        """
         index_dir = Path(index_dir)
         index_dir.parent.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         version = index_dir.parent / f".{index_dir.name}.{stamp}"
         version.mkdir()
-        faiss.write_index(self.vectors, str(version / VECTORS_FILE))
+        vectors, documents = self._rows()
+        self.manifest = self.manifest.model_copy(
+            update={
+                "size": len(documents),
+                "languages": dict(sorted(Counter(d.lang for d in documents).items())),
+                "wal_seq": self.manifest.wal_seq if wal_seq is None else wal_seq,
+            }
+        )
+        faiss.write_index(vectors, str(version / VECTORS_FILE))
         with open(version / DOCS_FILE, "w", encoding="utf-8") as handle:
-            for d in self.documents:
+            for d in documents:
                 row = {"id": d.id, "text": d.text, "lang": d.lang, "metadata": d.metadata}
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         write_json_atomic(version / "manifest.json", self.manifest)

@@ -9,15 +9,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.api.routes import router
-from app.engine import SearchEngine
+from app.api import router
+from app.batcher import Overloaded, TooLong
+from app.engine import InvalidQuery, NotReady, SearchEngine
+from app.index import ReadOnlyIndex
+from app.limits import BodySizeLimit
 from app.metrics import Metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Domain errors -> HTTP status; the message is the exception's own text.
+STATUS_OF: dict[type[Exception], int] = {
+    InvalidQuery: 422,
+    TooLong: 422,
+    ReadOnlyIndex: 409,
+    NotReady: 503,
+    Overloaded: 503,
+}
 
 
 def _validation_message(exc: RequestValidationError) -> JSONResponse:
@@ -31,8 +44,8 @@ def _validation_message(exc: RequestValidationError) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = SearchEngine(settings)
     metrics = Metrics()
+    engine = SearchEngine(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loader = threading.Thread(target=engine.load, name="load-model-and-index", daemon=True)
         loader.start()
         yield
+        await run_in_threadpool(loader.join)
+        await run_in_threadpool(engine.close)  # snapshot, so the next start replays nothing
 
     app = FastAPI(
         title="Multilingual passage search",
@@ -50,10 +65,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.metrics = metrics
     app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation_message(exc)
+
+    for error_type, status in STATUS_OF.items():
+
+        async def on_domain_error(request: Request, exc: Exception, status: int = status) -> JSONResponse:
+            headers = {"Retry-After": "5"} if status == 503 else None
+            return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
+
+        app.add_exception_handler(error_type, on_domain_error)
 
     @app.middleware("http")
     async def record_metrics(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
@@ -63,9 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         label = getattr(route, "path", "unmatched")
         metrics.requests.labels(request.method, label, str(response.status_code)).inc()
         metrics.latency.labels(request.method, label).observe(time.perf_counter() - started)
-        if engine.ready and engine.index is not None:
+        if engine.ready and engine.collection is not None and engine.batcher is not None:
             metrics.ready.set(1)
-            metrics.index_documents.set(engine.index.size)
+            metrics.index_documents.set(engine.collection.size)
+            metrics.queue_depth.set(engine.batcher.depth)
         return response
 
     return app

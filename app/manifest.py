@@ -66,6 +66,7 @@ class IndexManifest(BaseModel):
     corpus: str = ""
     created_at: str = ""
     build_seconds: float = 0.0
+    wal_seq: int = Field(0, description="last write-ahead-log record this snapshot holds")
 
 
 def read_manifest(folder: Path, cls: type[M], what: str) -> M:

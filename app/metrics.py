@@ -25,9 +25,17 @@ class Metrics:
         )
         self.encode_latency = Histogram(
             "search_encode_duration_seconds",
-            "time to embed one search query",
+            "time of one model call (a dynamic batch)",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.index_documents = Gauge("search_index_documents", "documents in the loaded index", registry=self.registry)
         self.ready = Gauge("search_ready", "1 once model and index are loaded", registry=self.registry)
+        self.batch_texts = Histogram(
+            "search_encode_batch_texts",
+            "texts per model call (dynamic batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge("search_encode_queue_depth", "requests waiting to be encoded", registry=self.registry)
+        self.writes = Counter("search_document_writes", "acknowledged document writes", ["op"], registry=self.registry)

@@ -1,16 +1,59 @@
-"""Request and response bodies of the HTTP API."""
+"""Request and response bodies of the HTTP API. Requests are strict (exact JSON types, unknown fields refused);
+limits that depend on settings are checked by the engine."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+# Ids travel in URL paths: printable, no whitespace or control characters, at most 256 characters.
+DocumentId = Annotated[str, StringConstraints(pattern=r"^[^\s\x00-\x1f\x7f]{1,256}$")]
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+FilterValue = str | int | float | bool
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Filters = Annotated[dict[FieldName, FilterValue], Field(max_length=16)]
 
 
-class SearchRequest(BaseModel):
+def _reject_unpaired_surrogates(value: Any, where: str = "body") -> None:
+    """JSON may escape half a UTF-16 pair ("\\ud800"); such a string is not text and cannot be stored or encoded."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{where} holds an unpaired UTF-16 surrogate escape; send valid Unicode") from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_unpaired_surrogates(key, where)
+            _reject_unpaired_surrogates(item, f"{where}.{key}" if isinstance(key, str) else where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _reject_unpaired_surrogates(item, f"{where}[{i}]")
+
+
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    query: str = Field(description="text in any language; the language needs no declaring")
+    @model_validator(mode="before")
+    @classmethod
+    def valid_unicode(cls, data: Any) -> Any:
+        _reject_unpaired_surrogates(data)
+        return data
+
+
+class SearchOptions(Strict):
     top_k: int = Field(10, description="number of results (1..SEARCH_MAX_TOP_K)")
-    languages: list[str] | None = Field(None, description="only return passages in these languages")
+    languages: list[LanguageCode] | None = Field(
+        None, min_length=1, max_length=64, description="only return passages in these languages"
+    )
+    filters: Filters | None = Field(
+        None, description="only return passages whose metadata field equals each value (all must match)"
+    )
+    truncate: bool = Field(False, description="embed only the first allowed tokens of an over-long query (else 422)")
+
+
+class SearchRequest(SearchOptions):
+    query: str = Field(description="text in any language; the language needs no declaring")
 
     @field_validator("query")
     @classmethod
@@ -19,12 +62,9 @@ class SearchRequest(BaseModel):
             raise ValueError("query must not be empty or whitespace")
         return value
 
-    @field_validator("languages")
-    @classmethod
-    def languages_not_empty(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
-            raise ValueError("languages must be null or a non-empty list")
-        return value
+
+class BatchSearchRequest(SearchOptions):
+    queries: list[str] = Field(min_length=1, description="queries answered together (1..SEARCH_MAX_BATCH_QUERIES)")
 
 
 class SearchResult(BaseModel):
@@ -45,6 +85,99 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
+class QueryResults(BaseModel):
+    query: str
+    results: list[SearchResult]
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[QueryResults]
+    top_k: int
+    languages: list[str] | None
+    model: str
+    took_ms: float
+
+
+class EmbeddingsRequest(Strict):
+    """OpenAI's embeddings request, plus ``input_type`` (which prefix the model puts before the text)."""
+
+    input: str | list[str] = Field(description="a text or a list of texts (token arrays are not supported)")
+    model: str = Field(description="the served model's name (see /ready)")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, description="must equal the model's dimension if given")
+    user: str | None = None
+    input_type: Literal["query", "passage"] = Field(
+        "query", description='"query" (e5: also for symmetric tasks) or "passage" for texts to be retrieved'
+    )
+    truncate: bool = Field(False, description="embed only the first allowed tokens of an over-long input (else 422)")
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class DocumentIn(Strict):
+    id: DocumentId
+    text: str = Field(min_length=1)
+    lang: LanguageCode
+    metadata: dict[str, Any] = Field(default_factory=dict, description="any JSON object; scalar fields are filterable")
+
+    @field_validator("text")
+    @classmethod
+    def text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be empty or whitespace")
+        return value
+
+
+class UpsertRequest(Strict):
+    documents: list[DocumentIn] = Field(min_length=1, description="added, or replaced when the id exists")
+    truncate: bool = Field(False, description="embed only the first tokens of over-long texts (else 422)")
+
+    @field_validator("documents")
+    @classmethod
+    def ids_distinct(cls, documents: list[DocumentIn]) -> list[DocumentIn]:
+        seen: set[str] = set()
+        for document in documents:
+            if document.id in seen:
+                raise ValueError(f"duplicate id {document.id!r} in one request")
+            seen.add(document.id)
+        return documents
+
+
+class UpsertResponse(BaseModel):
+    upserted: int
+    ids: list[str]
+    index_size: int
+    log_seq: int = Field(description="write-ahead-log record that made the write durable")
+
+
+class DocumentOut(BaseModel):
+    id: str
+    text: str
+    lang: str
+    metadata: dict = Field(default_factory=dict)
+
+
+class DeleteResponse(BaseModel):
+    deleted: str
+    index_size: int
+
+
 class Health(BaseModel):
     status: str
 
@@ -56,4 +189,5 @@ class Readiness(BaseModel):
     providers: list[str] = Field(default_factory=list)
     index_size: int | None = None
     languages: list[str] = Field(default_factory=list)
+    writable: bool = False
     error: str | None = None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Keys = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -20,6 +22,27 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(2000, ge=1, description="longer queries are refused (422)")
     max_query_tokens: int = Field(512, ge=8, description="longer queries are refused (422), never truncated")
     max_top_k: int = Field(100, ge=1, description="largest top_k a request may ask for")
+    max_batch_queries: int = Field(64, ge=1, description="most queries/inputs in one /search/batch or /v1/embeddings")
+    max_documents_per_request: int = Field(256, ge=1, description="most documents in one POST /documents")
+    max_document_chars: int = Field(20000, ge=1, description="longer document texts are refused (422)")
+    max_metadata_bytes: int = Field(4096, ge=2, description="largest metadata object, as compact JSON")
+    max_body_bytes: int = Field(4 * 2**20, ge=1024, description="larger request bodies are refused (413)")
+    request_timeout_s: float = Field(30.0, gt=0, description="a request still waiting after this gets 504")
+    batch_max_texts: int = Field(32, ge=1, description="dynamic batching: most texts in one model call")
+    batch_max_tokens: int = Field(8192, ge=64, description="dynamic batching: most padded tokens in one model call")
+    batch_wait_ms: float = Field(0.0, ge=0, description="dynamic batching: extra wait for more requests (0 = none)")
+    max_queue: int = Field(2048, ge=1, description="requests waiting to be encoded beyond this get 503")
+    spin_threads: bool = Field(False, description="let ONNX Runtime threads spin between calls (burns idle CPU)")
+    snapshot_every: int = Field(1000, ge=1, description="save a snapshot and empty the write-ahead log this often")
+    write_api_keys: Keys = Field(default_factory=list, description="comma-separated keys for writes; none = no writes")
+    read_api_keys: Keys = Field(default_factory=list, description="comma-separated keys for reads; none = open reads")
     host: str = Field("127.0.0.1", description="bind address for `python -m app.cli serve`")
     port: int = Field(8000, ge=1, le=65535, description="port for `python -m app.cli serve`")
     log_level: str = Field("info", description="uvicorn/app log level")
+
+    @field_validator("write_api_keys", "read_api_keys", mode="before")
+    @classmethod
+    def split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value

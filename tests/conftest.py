@@ -55,6 +55,16 @@ def tiny_index(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.Tem
     return index_dir
 
 
+@pytest.fixture
+def writable_index(tiny_index: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny index (its own folder and write-ahead log), for tests that write."""
+    from app.index import SearchIndex
+
+    index_dir = tmp_path / "indexes" / "writable"
+    SearchIndex.load(tiny_index).save(index_dir)
+    return index_dir
+
+
 @pytest.fixture(scope="session")
 def default_model() -> Path:
     """The real default model; `make test` builds it first, this builds it when run on its own."""

@@ -6,7 +6,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from app.encoder import CPU, CUDA, OnnxEncoder, _truncate, choose_providers, choose_variant
+from types import SimpleNamespace
+
+from app.encoder import CPU, CUDA, OnnxEncoder, choose_providers, choose_variant, truncate_tokens
 from app.manifest import ManifestError, load_model_manifest
 from tests.conftest import TINY_MAX_LENGTH
 
@@ -25,8 +27,10 @@ def test_cuda_runtime_without_cuda_is_a_clear_error() -> None:
 
 
 def test_truncate_keeps_closing_special_tokens() -> None:
-    assert _truncate([101, 5, 6, 7, 8, 102], [1, 0, 0, 0, 0, 1], 4) == [101, 5, 6, 102]
-    assert _truncate([1, 2, 3], [1, 0, 1], 5) == [1, 2, 3]
+    long = SimpleNamespace(ids=[101, 5, 6, 7, 8, 102], special_tokens_mask=[1, 0, 0, 0, 0, 1])
+    assert truncate_tokens(long, 4) == [101, 5, 6, 102]  # type: ignore[arg-type]
+    short = SimpleNamespace(ids=[1, 2, 3], special_tokens_mask=[1, 0, 1])
+    assert truncate_tokens(short, 5) == [1, 2, 3]  # type: ignore[arg-type]
 
 
 def test_variant_follows_the_gate(tiny_model: Path) -> None:

@@ -76,10 +76,12 @@ def test_language_filter(server: str) -> None:
         ({"query": "ok", "top_k": "5"}, "top_k: Input should be a valid integer"),
         ({"query": 5}, "query: Input should be a valid string"),
         ({"query": "ok", "languages": "en"}, "languages: Input should be a valid list"),
-        ({"query": "ok", "languages": []}, "languages must be null or a non-empty list"),
+        ({"query": "ok", "languages": []}, "languages: List should have at least 1 item"),
         ({"query": "ok", "languages": ["en", "xx"]}, r"unknown language\(s\) \['xx'\]"),
         ({"query": "ok", "limit": 3}, "limit: Extra inputs are not permitted"),
         ({}, "query: Field required"),
+        ({"query": "ok", "filters": {"group": ["a"]}}, "filters.group"),
+        ({"query": "ok", "languages": ["EN!"]}, "languages.0: String should match pattern"),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(server: str, payload: dict, message: str) -> None:
@@ -95,6 +97,91 @@ def test_malformed_json_and_wrong_method(server: str) -> None:
         f"{server}/search", content=b"\xff\xfe", headers={"content-type": "application/json"}
     ).is_client_error
     assert httpx.get(f"{server}/search").status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "message"),
+    [
+        (b'{"query": "caf\xe9"}', 400, "error parsing the body"),  # Latin-1 bytes, not UTF-8
+        (b'{"query": "half a pair \\ud800"}', 422, "unpaired UTF-16 surrogate"),
+        (b'{"query": "ok", "top_k": 1e400}', 422, "top_k"),
+        (b"[1, 2]", 422, "Input should be a valid dictionary"),
+    ],
+)
+def test_undecodable_bodies_are_refused(server: str, raw: bytes, status: int, message: str) -> None:
+    answer = httpx.post(f"{server}/search", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["detail"]
+
+
+def test_oversized_bodies_get_413_declared_or_streamed(tiny_model: Path, tiny_index: Path) -> None:
+    env = {"SEARCH_MODEL_DIR": str(tiny_model), "SEARCH_INDEX_DIR": str(tiny_index), "SEARCH_MAX_BODY_BYTES": "2048"}
+    with running_server(env) as base:
+        big = {"query": "x " * 1500}
+        declared = httpx.post(f"{base}/search", json=big)
+        assert declared.status_code == 413 and "2048-byte limit" in declared.json()["detail"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must hold while streaming
+            yield b'{"query": "'
+            for _ in range(100):
+                yield b"y" * 100
+            yield b'"}'
+
+        streamed = httpx.post(f"{base}/search", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        assert httpx.post(f"{base}/search", json={"query": "small"}).status_code == 200
+
+
+def test_request_timeout_gives_504(tiny_model: Path, tiny_index: Path) -> None:
+    env = {"SEARCH_MODEL_DIR": str(tiny_model), "SEARCH_INDEX_DIR": str(tiny_index), "SEARCH_REQUEST_TIMEOUT_S": "1e-6"}
+    with running_server(env) as base:
+        answer = httpx.post(f"{base}/search", json={"query": "anything"})
+        assert answer.status_code == 504 and "request timeout" in answer.json()["detail"]
+
+
+def test_over_long_query_is_truncated_only_when_asked(server: str) -> None:
+    query = "word " * 50
+    assert httpx.post(f"{server}/search", json={"query": query}).status_code == 422
+    answer = httpx.post(f"{server}/search", json={"query": query, "truncate": True})
+    assert answer.status_code == 200 and len(answer.json()["results"]) == 10
+
+
+def test_batch_search_matches_single_searches(server: str) -> None:
+    queries = ["Super Bowl 50", "Warschau", "北京"]
+    batch = httpx.post(f"{server}/search/batch", json={"queries": queries, "top_k": 5})
+    assert batch.status_code == 200, batch.text
+    for query, entry in zip(queries, batch.json()["results"], strict=True):
+        single = httpx.post(f"{server}/search", json={"query": query, "top_k": 5}).json()["results"]
+        assert entry["query"] == query
+        assert [r["id"] for r in entry["results"]] == [r["id"] for r in single]
+        # dynamic int8 scales activations per call, so batch companions move scores slightly (docs/PERFORMANCE.md)
+        assert np.allclose([r["score"] for r in entry["results"]], [r["score"] for r in single], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"queries": []}, "queries: List should have at least 1 item"),
+        ({"queries": ["ok"] * 65}, "65 queries in one call; the limit is 64"),
+        ({"queries": ["ok", " "]}, "query 1 is empty or whitespace"),
+        ({"queries": "ok"}, "queries: Input should be a valid list"),
+    ],
+)
+def test_batch_search_bad_input(server: str, payload: dict, message: str) -> None:
+    answer = httpx.post(f"{server}/search/batch", json=payload)
+    assert answer.status_code == 422 and message in answer.json()["detail"], answer.text
+
+
+def test_metadata_filters_are_exact(server: str, tiny_corpus: Path) -> None:
+    group = next(read_corpus(tiny_corpus)).metadata["group"]
+    body = {"query": "Super Bowl", "top_k": 50, "filters": {"group": group}}
+    results = httpx.post(f"{server}/search", json=body).json()["results"]
+    expected = {d.id for d in read_corpus(tiny_corpus) if d.metadata.get("group") == group}
+    assert {r["id"] for r in results} == expected
+    both = httpx.post(f"{server}/search", json={**body, "languages": ["de"]}).json()["results"]
+    assert [r["lang"] for r in both] == ["de"]
+    none = httpx.post(f"{server}/search", json={**body, "filters": {"group": "no-such-group"}}).json()
+    assert none["results"] == []
 
 
 def test_metrics_count_requests_and_index_size(server: str) -> None:

@@ -1,0 +1,9 @@
+"""HTTP layer: routes grouped by resource, plus the dependencies they share."""
+
+from fastapi import APIRouter
+
+from app.api import documents, embeddings, search, system
+
+router = APIRouter()
+for module in (system, search, embeddings, documents):
+    router.include_router(module.router)

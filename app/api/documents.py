@@ -1,0 +1,82 @@
+"""The documents API: upsert a batch, get one, delete one. Writes need a write key and are durable when acknowledged."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+
+from app.api.deps import get_engine, get_settings, require_read_key, require_write_key, wait_for
+from app.engine import InvalidQuery
+from app.index import Document
+from app.schemas import DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
+
+router = APIRouter(tags=["documents"])
+WRITE_ERRORS = {
+    401: {"description": "no API key"},
+    403: {"description": "API key may not write"},
+    409: {"description": "this index takes no writes (read-only volume or HNSW)"},
+    422: {"description": "invalid documents"},
+    503: {"description": "not ready or overloaded"},
+}
+PathId = Path(description="document id", pattern=r"^[^\s\x00-\x1f\x7f]{1,256}$")
+
+
+@router.post(
+    "/documents",
+    response_model=UpsertResponse,
+    summary="add or replace documents; searchable and durable once acknowledged",
+    dependencies=[Depends(require_write_key)],
+    responses=WRITE_ERRORS,
+)
+async def upsert_documents(body: UpsertRequest, request: Request) -> UpsertResponse:
+    engine, settings = get_engine(request), get_settings(request)
+    engine.require_writable()
+    if len(body.documents) > settings.max_documents_per_request:
+        raise InvalidQuery(
+            f"{len(body.documents)} documents in one request; the limit is {settings.max_documents_per_request}"
+        )
+    for i, document in enumerate(body.documents):
+        size = len(json.dumps(document.metadata, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > settings.max_metadata_bytes:
+            raise InvalidQuery(
+                f"document {i} ({document.id!r}): metadata is {size} bytes as JSON; "
+                f"the limit is {settings.max_metadata_bytes}"
+            )
+    documents = [Document(d.id, d.text, d.lang, d.metadata) for d in body.documents]
+    encoded = await wait_for(engine.embed([d.text for d in documents], "passage", body.truncate), settings)
+    seq = await run_in_threadpool(engine.upsert, documents, encoded)  # fsync: off the event loop
+    metrics = request.app.state.metrics
+    metrics.writes.labels("upsert").inc(len(documents))
+    return UpsertResponse(upserted=len(documents), ids=[d.id for d in documents], index_size=engine.size(), log_seq=seq)
+
+
+@router.get(
+    "/documents/{doc_id:path}",
+    response_model=DocumentOut,
+    summary="one document by id",
+    dependencies=[Depends(require_read_key)],
+    responses={404: {"description": "no such document"}},
+)
+def get_document(request: Request, doc_id: DocumentId = PathId) -> DocumentOut:
+    document = get_engine(request).get(doc_id)
+    if document is None:
+        raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
+    return DocumentOut(id=document.id, text=document.text, lang=document.lang, metadata=document.metadata)
+
+
+@router.delete(
+    "/documents/{doc_id:path}",
+    response_model=DeleteResponse,
+    summary="delete one document; durable once acknowledged",
+    dependencies=[Depends(require_write_key)],
+    responses={**WRITE_ERRORS, 404: {"description": "no such document"}},
+)
+def delete_document(request: Request, doc_id: DocumentId = PathId) -> DeleteResponse:
+    engine = get_engine(request)
+    engine.require_writable()
+    if not engine.delete(doc_id):
+        raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
+    request.app.state.metrics.writes.labels("delete").inc()
+    return DeleteResponse(deleted=doc_id, index_size=engine.size())

@@ -1,0 +1,75 @@
+"""POST /search and POST /search/batch: queries in any language, passages from the whole collection."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, Request
+
+from app.api.deps import get_engine, get_settings, require_read_key, wait_for
+from app.engine import InvalidQuery
+from app.index import Hit
+from app.schemas import (
+    BatchSearchRequest,
+    BatchSearchResponse,
+    QueryResults,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+)
+
+router = APIRouter(tags=["search"], dependencies=[Depends(require_read_key)])
+ERRORS = {
+    401: {"description": "read key required but missing"},
+    403: {"description": "wrong read key"},
+    422: {"description": "invalid request"},
+    503: {"description": "not ready or overloaded"},
+    504: {"description": "request timeout"},
+}
+
+
+def _results(hits: list[Hit]) -> list[SearchResult]:
+    return [
+        SearchResult(
+            id=hit.document.id,
+            text=hit.document.text,
+            lang=hit.document.lang,
+            score=round(hit.score, 6),
+            rank=rank,
+            metadata=hit.document.metadata,
+        )
+        for rank, hit in enumerate(hits, start=1)
+    ]
+
+
+@router.post("/search", response_model=SearchResponse, summary="best passages for a query", responses=ERRORS)
+async def search(body: SearchRequest, request: Request) -> SearchResponse:
+    engine, started = get_engine(request), time.perf_counter()
+    future = engine.search([body.query], body.top_k, body.languages, body.filters, body.truncate)
+    (hits,) = await wait_for(future, get_settings(request))
+    assert engine.encoder is not None
+    return SearchResponse(
+        results=_results(hits),
+        query=body.query,
+        top_k=body.top_k,
+        languages=body.languages,
+        model=engine.encoder.manifest.name,
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
+@router.post("/search/batch", response_model=BatchSearchResponse, summary="many queries in one call", responses=ERRORS)
+async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearchResponse:
+    engine, settings, started = get_engine(request), get_settings(request), time.perf_counter()
+    if len(body.queries) > settings.max_batch_queries:
+        raise InvalidQuery(f"{len(body.queries)} queries in one call; the limit is {settings.max_batch_queries}")
+    future = engine.search(body.queries, body.top_k, body.languages, body.filters, body.truncate)
+    hit_lists = await wait_for(future, settings)
+    assert engine.encoder is not None
+    return BatchSearchResponse(
+        results=[QueryResults(query=q, results=_results(h)) for q, h in zip(body.queries, hit_lists, strict=True)],
+        top_k=body.top_k,
+        languages=body.languages,
+        model=engine.encoder.manifest.name,
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+    )

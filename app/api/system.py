@@ -1,0 +1,39 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import get_engine
+from app.schemas import Health, Readiness
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health", response_model=Health, summary="liveness: the process answers")
+def health() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Readiness, summary="readiness: model and index loaded (503 until then)")
+def ready(request: Request, response: Response) -> Readiness:
+    engine = get_engine(request)
+    if not engine.ready or engine.encoder is None or engine.collection is None:
+        response.status_code = 503
+        return Readiness(ready=False, error=engine.error)
+    return Readiness(
+        ready=True,
+        model=engine.encoder.manifest.name,
+        variant=engine.encoder.variant,
+        providers=engine.encoder.providers,
+        index_size=engine.collection.size,
+        languages=engine.collection.languages,
+        writable=engine.collection.writable,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,104 @@
+"""The durable collection: writes are logged, visible at once, replayed after a crash, folded into snapshots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.collection import Collection, wal_path
+from app.encoder import OnnxEncoder
+from app.index import Document, ReadOnlyIndex, SearchIndex
+from app.wal import read_records
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model: Path) -> OnnxEncoder:
+    return OnnxEncoder(tiny_model, "fp32", runtime="cpu")
+
+
+def new_documents(encoder: OnnxEncoder, n: int, tag: str = "new") -> tuple[list[Document], np.ndarray]:
+    documents = [
+        Document(f"{tag}-{i}", f"{tag} passage number {i} about topic {i % 3}", "en", {"topic": i % 3, "tag": tag})
+        for i in range(n)
+    ]
+    return documents, encoder.encode([d.text for d in documents], "passage")
+
+
+def test_a_write_is_visible_at_once_and_replayed_after_a_crash(encoder: OnnxEncoder, writable_index: Path) -> None:
+    collection = Collection(writable_index)
+    base = collection.size
+    documents, vectors = new_documents(encoder, 5)
+    collection.upsert(documents, vectors)
+    hits = collection.search(vectors[2:3], top_k=1)[0]
+    assert hits[0].document.id == "new-2" and collection.size == base + 5
+    assert collection.delete(["new-4", "no-such-id"]) == ["new-4"]
+    # no close(): the process "dies" here with the writes only in the log
+    reopened = Collection(writable_index)
+    assert reopened.size == base + 4 and reopened.get("new-4") is None
+    assert reopened.get("new-1") == documents[1]
+    assert reopened.search(vectors[3:4], top_k=1)[0][0].document.id == "new-3"
+
+
+def test_upsert_replaces_text_metadata_and_vector(encoder: OnnxEncoder, writable_index: Path) -> None:
+    collection = Collection(writable_index)
+    base = collection.size
+    first, first_vectors = new_documents(encoder, 1, "same")
+    collection.upsert(first, first_vectors)
+    replacement = Document("same-0", "a completely different text", "de", {"topic": "x"})
+    vector = encoder.encode([replacement.text], "passage")
+    collection.upsert([replacement], vector)
+    assert collection.size == base + 1 and collection.get("same-0") == replacement
+    assert collection.search(vector, top_k=1, filters={"topic": "x"})[0][0].score == pytest.approx(1.0, abs=1e-5)
+    assert collection.search(first_vectors, top_k=5, filters={"tag": "same"})[0] == []  # old metadata gone
+
+
+def test_snapshot_folds_the_log_and_survives_a_crash_before_the_reset(
+    encoder: OnnxEncoder, writable_index: Path
+) -> None:
+    collection = Collection(writable_index, snapshot_every=3)
+    documents, vectors = new_documents(encoder, 6)
+    for i in range(6):
+        collection.upsert(documents[i : i + 1], vectors[i : i + 1])
+    assert read_records(wal_path(writable_index))[0] == []  # two snapshots happened, the log is empty
+    assert SearchIndex.load(writable_index).manifest.wal_seq == 6
+    collection.upsert(*new_documents(encoder, 1, "later"))
+    # Simulate a crash after a snapshot's link swap but before the log reset: the log still holds seq 7.
+    collection.index.save(writable_index, wal_seq=7)
+    reopened = Collection(writable_index)
+    assert reopened.size == collection.size and reopened.get("later-0") is not None
+    assert reopened.wal is not None and reopened.wal.last_seq == 7
+
+
+def test_filters_combine_with_languages(encoder: OnnxEncoder, writable_index: Path) -> None:
+    collection = Collection(writable_index)
+    documents, vectors = new_documents(encoder, 9)
+    collection.upsert(documents, vectors)
+    hits = collection.search(vectors[:1], top_k=20, languages=["en"], filters={"topic": 1, "tag": "new"})[0]
+    assert sorted(h.document.id for h in hits) == ["new-1", "new-4", "new-7"]
+    assert collection.search(vectors[:1], top_k=5, filters={"topic": True})[0] == []  # true is not 1
+
+
+def test_hnsw_is_read_only(encoder: OnnxEncoder, tiny_corpus: Path, tmp_path: Path) -> None:
+    from app.index import read_corpus
+
+    hnsw_dir = tmp_path / "hnsw"
+    SearchIndex.build(encoder, list(read_corpus(tiny_corpus))[:30], "hnsw", progress=False).save(hnsw_dir)
+    hnsw = Collection(hnsw_dir)
+    assert not hnsw.writable and "HNSW" in (hnsw.read_only_reason or "")
+    with pytest.raises(ReadOnlyIndex, match="flat"):
+        hnsw.upsert(*new_documents(encoder, 1))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file modes (the Docker test mounts read-only)")
+def test_an_unwritable_folder_still_serves_reads(encoder: OnnxEncoder, writable_index: Path) -> None:
+    folder = writable_index.parent
+    folder.chmod(0o555)
+    try:
+        locked = Collection(writable_index)
+        assert not locked.writable and "write-ahead log" in (locked.read_only_reason or "")
+        assert locked.search(encoder.encode(["x"], "query"), top_k=3)[0]
+    finally:
+        folder.chmod(0o755)
