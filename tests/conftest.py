@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,14 +56,18 @@ def tiny_index(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.Tem
     return index_dir
 
 
-@pytest.fixture
-def writable_index(tiny_index: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny index (its own folder and write-ahead log), for tests that write."""
+def copy_index(source: Path, folder: Path) -> Path:
+    """A private copy of an index (its own folder and write-ahead log), for tests that write."""
     from app.index import SearchIndex
 
-    index_dir = tmp_path / "indexes" / "writable"
-    SearchIndex.load(tiny_index).save(index_dir)
+    index_dir = folder / "indexes" / "writable"
+    SearchIndex.load(source).save(index_dir)
     return index_dir
+
+
+@pytest.fixture
+def writable_index(tiny_index: Path, tmp_path: Path) -> Path:
+    return copy_index(tiny_index, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -102,38 +107,46 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextmanager
-def running_server(env: dict[str, str], wait_ready: bool = True, timeout: float = 120) -> Iterator[str]:
-    """A real `python -m app.cli serve` process on a free loopback port; yields its base URL."""
+def start_server(env: dict[str, str], wait_ready: bool = True, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """Start a real `python -m app.cli serve` process on a free loopback port; return it and its base URL."""
     port = free_port()
     full_env = {**os.environ, "SEARCH_HOST": "127.0.0.1", "SEARCH_PORT": str(port), "SEARCH_RUNTIME": "cpu", **env}
+    # A file, not a pipe: nobody drains a pipe while a test runs, and a full pipe would block the server's logging.
+    log_file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (the server writes to it until it stops)
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
-        cwd=ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        [sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    path = "/ready" if wait_ready else "/health"
+    while True:
+        if process.poll() is not None:
+            log_file.seek(0)
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_file.read()}")
+        try:
+            if httpx.get(base + path, timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop_server(process)
+            raise TimeoutError(f"server not up on {base}{path} after {timeout} s")
+        time.sleep(0.2)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
     try:
-        deadline = time.monotonic() + timeout
-        path = "/ready" if wait_ready else "/health"
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{process.stdout.read()}")
-            try:
-                if httpx.get(base + path, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not up on {base}{path} after {timeout} s")
-            time.sleep(0.2)
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@contextmanager
+def running_server(env: dict[str, str], wait_ready: bool = True, timeout: float = 120) -> Iterator[str]:
+    """A real server process for the duration of the block; yields its base URL."""
+    process, base = start_server(env, wait_ready, timeout)
+    try:
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-from types import SimpleNamespace
 
 from app.encoder import CPU, CUDA, OnnxEncoder, choose_providers, choose_variant, truncate_tokens
 from app.manifest import ManifestError, load_model_manifest

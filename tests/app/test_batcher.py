@@ -1,0 +1,75 @@
+"""Dynamic batching: concurrent jobs share model calls and each gets exactly its own embeddings back."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.batcher import BatchStats, EncodeBatcher, TooLong
+from app.encoder import OnnxEncoder
+from tests.tiny import demo_records
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model: Path) -> OnnxEncoder:
+    return OnnxEncoder(tiny_model, "fp32", runtime="cpu")
+
+
+def test_concurrent_jobs_are_batched_and_answered_in_order(encoder: OnnxEncoder) -> None:
+    texts = [r["text"][: 20 + 7 * (i % 9)] for i, r in enumerate(demo_records(limit=120))]
+    expected = encoder.encode(texts, "query", batch_size=1)
+    calls: list[BatchStats] = []
+    batcher = EncodeBatcher(encoder, max_texts=16, max_tokens=4096, on_batch=calls.append)
+    results: dict[int, np.ndarray] = {}
+
+    def client(start: int) -> None:
+        for i in range(start, len(texts), 8):
+            future = batcher.submit([texts[i]], "query", max_tokens=64, truncate=True)
+            results[i] = future.result(timeout=30).embeddings[0]
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batcher.close()
+    got = np.stack([results[i] for i in range(len(texts))])
+    assert np.allclose(got, expected, atol=1e-5)  # fp32: the same vector whatever the batch companions
+    assert sum(c.texts for c in calls) == len(texts)
+    assert max(c.texts for c in calls) > 1, "8 concurrent clients never shared a model call"
+    assert all(c.texts <= 16 for c in calls)
+
+
+def test_token_budget_splits_calls(encoder: OnnxEncoder) -> None:
+    calls: list[BatchStats] = []
+    batcher = EncodeBatcher(encoder, max_texts=64, max_tokens=200, on_batch=calls.append)
+    texts = [r["text"] for r in demo_records(limit=12)]  # all long: each is cut to 64 tokens
+    encoded = batcher.submit(texts, "passage", max_tokens=64, truncate=True).result(timeout=30)
+    batcher.close()
+    assert encoded.embeddings.shape == (12, encoder.dim) and all(n > 64 for n in encoded.token_counts)
+    assert all(c.padded_tokens <= 200 for c in calls) and len(calls) >= 4
+
+
+def test_too_long_fails_only_its_own_job(encoder: OnnxEncoder) -> None:
+    batcher = EncodeBatcher(encoder, max_wait_ms=50)  # wait, so both jobs share one gather
+    long = batcher.submit(["word " * 100], "query", max_tokens=32)
+    short = batcher.submit(["short"], "query", max_tokens=32)
+    with pytest.raises(TooLong, match=r"text 0 is \d+ tokens long .* the limit is 32"):
+        long.result(timeout=30)
+    assert short.result(timeout=30).embeddings.shape == (1, encoder.dim)
+    batcher.close()
+
+
+def test_a_failing_follow_up_does_not_stop_the_worker(encoder: OnnxEncoder) -> None:
+    batcher = EncodeBatcher(encoder)
+
+    def broken(_: object) -> None:
+        raise RuntimeError("search failed")
+
+    with pytest.raises(RuntimeError, match="search failed"):
+        batcher.submit(["a"], "query", 32, then=broken).result(timeout=30)
+    assert batcher.submit(["b"], "query", 32, then=lambda e: e.token_counts).result(timeout=30)[0] > 0
+    batcher.close()

@@ -1,0 +1,120 @@
+"""The documents API over real HTTP: keys, upsert/get/delete, immediate visibility, and bad writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import copy_index, running_server
+
+pytestmark = pytest.mark.e2e
+WRITE = {"Authorization": "Bearer write-key"}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: Path, tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    env = {
+        "SEARCH_MODEL_DIR": str(tiny_model),
+        "SEARCH_INDEX_DIR": str(copy_index(tiny_index, tmp_path_factory.mktemp("docs"))),
+        "SEARCH_WRITE_API_KEYS": "write-key,other-write-key",
+        "SEARCH_MAX_DOCUMENTS_PER_REQUEST": "8",
+        "SEARCH_MAX_DOCUMENT_CHARS": "500",
+    }
+    with running_server(env) as base:
+        yield base
+
+
+def doc(doc_id: str, text: str = "Ein neuer Absatz über Warschau", **metadata: object) -> dict:
+    return {"id": doc_id, "text": text, "lang": "de", "metadata": metadata}
+
+
+def test_upsert_is_searchable_at_once_then_get_and_delete(server: str) -> None:
+    size = httpx.get(f"{server}/ready").json()["index_size"]
+    answer = httpx.post(
+        f"{server}/documents", json={"documents": [doc("api/new-1", source="api"), doc("api/new-2")]}, headers=WRITE
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ids"] == ["api/new-1", "api/new-2"] and answer.json()["index_size"] == size + 2
+    hits = httpx.post(
+        f"{server}/search", json={"query": "Ein neuer Absatz über Warschau", "filters": {"source": "api"}}
+    ).json()["results"]
+    assert [h["id"] for h in hits] == ["api/new-1"]
+    got = httpx.get(f"{server}/documents/api/new-1").json()
+    assert got == {
+        "id": "api/new-1",
+        "text": "Ein neuer Absatz über Warschau",
+        "lang": "de",
+        "metadata": {"source": "api"},
+    }
+    replaced = httpx.post(f"{server}/documents", json={"documents": [doc("api/new-1", "Anderer Text")]}, headers=WRITE)
+    assert replaced.json()["index_size"] == size + 2
+    assert httpx.get(f"{server}/documents/api/new-1").json()["text"] == "Anderer Text"
+    deleted = httpx.delete(f"{server}/documents/api/new-1", headers=WRITE)
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": "api/new-1", "index_size": size + 1}
+    assert httpx.get(f"{server}/documents/api/new-1").status_code == 404
+    assert httpx.delete(f"{server}/documents/api/new-1", headers=WRITE).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        ({}, 401, "writes need an API key"),
+        ({"Authorization": "Basic d3JpdGU6a2V5"}, 401, "writes need an API key"),
+        ({"Authorization": "Bearer wrong"}, 403, "may not write"),
+        ({"Authorization": "Bearer other-write-key"}, 200, ""),
+    ],
+)
+def test_writes_need_a_write_key(server: str, headers: dict, status: int, message: str) -> None:
+    answer = httpx.post(f"{server}/documents", json={"documents": [doc("auth-probe")]}, headers=headers)
+    assert answer.status_code == status, answer.text
+    if status == 401:
+        assert answer.headers["www-authenticate"] == "Bearer"
+    assert message in answer.text
+    assert httpx.delete(f"{server}/documents/auth-probe", headers=headers).status_code in (status, 404)
+
+
+def test_reads_are_open_without_read_keys(server: str) -> None:
+    assert httpx.post(f"{server}/search", json={"query": "x"}).status_code == 200
+    assert httpx.get(f"{server}/documents/xquad-p000-en").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"documents": []}, "documents: List should have at least 1 item"),
+        ({"documents": [doc(f"d{i}") for i in range(9)]}, "9 documents in one request; the limit is 8"),
+        ({"documents": [doc("twice"), doc("twice")]}, "duplicate id 'twice' in one request"),
+        ({"documents": [doc("has space")]}, "documents.0.id: String should match pattern"),
+        ({"documents": [doc("")]}, "documents.0.id: String should match pattern"),
+        ({"documents": [doc("x" * 257)]}, "documents.0.id: String should match pattern"),
+        ({"documents": [doc("ok", "   ")]}, "text must not be empty or whitespace"),
+        ({"documents": [doc("ok", "y" * 501)]}, "passage 0 is 501 characters long; the limit is 500"),
+        ({"documents": [doc("ok", "wort " * 80)]}, 'tokens long .* send "truncate": true'),
+        ({"documents": [{**doc("ok"), "lang": "German"}]}, "documents.0.lang: String should match pattern"),
+        ({"documents": [{**doc("ok"), "metadata": "x"}]}, "documents.0.metadata: Input should be a valid dictionary"),
+        ({"documents": [{**doc("ok"), "extra": 1}]}, "documents.0.extra: Extra inputs are not permitted"),
+        ({"documents": [doc("ok", blob="z" * 5000)]}, "metadata is 5011 bytes as JSON; the limit is 4096"),
+        ({"documents": [doc("ok")], "upsert": True}, "upsert: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_writes_get_a_clear_422(server: str, payload: dict, message: str) -> None:
+    import re
+
+    answer = httpx.post(f"{server}/documents", json=payload, headers=WRITE)
+    assert answer.status_code == 422, answer.text
+    assert re.search(message, answer.json()["detail"]), answer.json()["detail"]
+
+
+def test_over_long_documents_are_truncated_only_when_asked(server: str) -> None:
+    long = doc("long-one", "wort " * 80)
+    answer = httpx.post(f"{server}/documents", json={"documents": [long], "truncate": True}, headers=WRITE)
+    assert answer.status_code == 200, answer.text
+    assert httpx.get(f"{server}/documents/long-one").json()["text"] == long["text"]  # stored whole
+
+
+def test_get_refuses_invalid_ids(server: str) -> None:
+    assert httpx.get(f"{server}/documents/bad%20id").status_code == 422
+    assert httpx.get(f"{server}/documents/{'x' * 300}").status_code == 422
