@@ -32,7 +32,9 @@ def main(xquad_dir: Path, out_dir: Path) -> None:
                     }
                 )
                 question = paragraph["qas"][0]
-                queries.append({"query": question["question"].replace("\ufeff", "").strip(), "lang": lang, "group": group})
+                queries.append(
+                    {"query": question["question"].replace("\ufeff", "").strip(), "lang": lang, "group": group}
+                )
     with open(out_dir / "corpus.jsonl", "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in corpus)
     with open(out_dir / "queries.jsonl", "w", encoding="utf-8") as handle:
