@@ -40,7 +40,7 @@ def stack(default_model: Path, demo_index: Path) -> Iterator[tuple[str, dict]]:
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine: run docker/test-setup.sh (make test-docker does)")
     port = free_port()
-    env = {**os.environ, "PORT": str(port)}
+    env = {**os.environ, "PORT": str(port), "SEARCH_WRITE_API_KEYS": "docker-test-key"}
     facts: dict = {}
     started = time.perf_counter()
     build = compose("build", "api", env=env)
@@ -86,6 +86,19 @@ def test_multilingual_search_through_the_published_port(stack: tuple[str, dict])
     assert "xquad-p003-en" in ids and "xquad-p003-es" in ids, ids
     bad = httpx.post(f"{base}/search", json={"query": "   "}, timeout=10)
     assert bad.status_code == 422
+
+
+def test_read_only_index_volume_refuses_writes_with_the_reason(stack: tuple[str, dict]) -> None:
+    base, _ = stack
+    assert httpx.get(f"{base}/ready", timeout=10).json()["writable"] is False
+    document = {"id": "d1", "text": "Ein Text", "lang": "de"}
+    answer = httpx.post(
+        f"{base}/documents",
+        json={"documents": [document]},
+        headers={"Authorization": "Bearer docker-test-key"},
+        timeout=10,
+    )
+    assert answer.status_code == 409 and "write-ahead log" in answer.json()["detail"], answer.text
 
 
 def test_runs_as_non_root_without_torch(stack: tuple[str, dict]) -> None:

@@ -1,0 +1,209 @@
+"""Serving benchmark: our service vs a naive torch FastAPI baseline, in one run, on this machine.
+
+1. Load: both servers on loopback (same model, same FAISS index, same queries: the demo's 240 questions in
+   11 languages), concurrency 1/8/32/64, bounded by request count and time: QPS, p50/p95/p99, errors, ratio.
+2. Encode throughput: torch fp32 vs ONNX Runtime fp32 vs the served ONNX int8 on 256 passages of ~60 words.
+3. int8 vs fp32: top-10 agreement on XQuAD-R English, XQuAD-R mAP (mono/cross/multi) on the test articles,
+   and how much dynamic batching moves int8 query embeddings (batch-dependence).
+
+    python benchmarks/serve_load.py                      # everything, ~15 min
+    python benchmarks/serve_load.py --skip-quality       # load + encode only
+Writes docs/results/serve_load.json and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.loadgen import LoadResult, run_load  # noqa: E402
+from tests.conftest import free_port, start_server, stop_server  # noqa: E402
+
+XQUAD = ROOT.parent / "shared" / "data" / "xquad-r"
+SPLITS = ROOT.parent / "shared" / "data" / "splits" / "xquad-r-articles.json"
+
+
+def start_baseline(model_dir: Path, index_dir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "naive_server.py"), "--model-dir", str(model_dir),
+         "--index-dir", str(index_dir), "--port", str(port)],
+        cwd=ROOT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"baseline exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise TimeoutError("baseline did not start")
+
+
+def load_section(args: argparse.Namespace) -> list[dict]:
+    queries = [json.loads(line)["query"] for line in (ROOT / "data/demo/queries.jsonl").open(encoding="utf-8")]
+    payloads = [{"query": q, "top_k": 10} for q in queries]
+    env = {
+        "SEARCH_MODEL_DIR": str(args.model_dir),
+        "SEARCH_INDEX_DIR": str(args.index_dir),
+        "SEARCH_LOG_LEVEL": "warning",
+        "SEARCH_MAX_QUEUE": "100000",
+    }
+    ours, ours_base = start_server(env, timeout=300)
+    baseline, baseline_base = start_baseline(args.model_dir, args.index_dir)
+    rows = []
+    try:
+        for base in (ours_base, baseline_base):  # warm both (first requests allocate)
+            run_load(f"{base}/search", payloads, concurrency=4, max_requests=40)
+        for concurrency in args.concurrency:
+            naive = run_load(
+                f"{baseline_base}/search", payloads, concurrency, args.baseline_requests, args.max_seconds
+            )
+            fast = run_load(f"{ours_base}/search", payloads, concurrency, args.requests, args.max_seconds)
+            rows.append(compare(concurrency, fast, naive))
+    finally:
+        stop_server(ours)
+        stop_server(baseline)
+    return rows
+
+
+def compare(concurrency: int, ours: LoadResult, baseline: LoadResult) -> dict:
+    row = {
+        "concurrency": concurrency,
+        "ours": ours.row(),
+        "baseline": baseline.row(),
+        "qps_ratio": round(ours.qps / baseline.qps, 1) if baseline.qps else None,
+    }
+    for name, result in (("ours", ours), ("baseline", baseline)):
+        if result.errors:
+            row[name]["first_error"] = result.first_error
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def sixty_word_passages(n: int = 256) -> list[str]:
+    rows = [json.loads(line) for line in (ROOT / "data/demo/corpus.jsonl").open(encoding="utf-8")]
+    spaced = [r["text"] for r in rows if r["lang"] not in ("zh", "th")]  # languages that separate words
+    return [" ".join(text.split()[:60]) for text in spaced if len(text.split()) >= 60][:n]
+
+
+def encode_section(args: argparse.Namespace) -> dict:
+    import torch
+
+    from app.encoder import OnnxEncoder
+    from training.model import load_encoder
+
+    passages = sixty_word_passages()
+    torch_encoder = load_encoder(args.model_dir)
+    backends = {
+        "torch fp32": lambda: torch_encoder.embed(passages, "passage: ", batch_size=32),
+        "onnx fp32": (lambda e: lambda: e.encode(passages, "passage", 32))(OnnxEncoder(args.model_dir, "fp32", "cpu")),
+        "onnx int8 (served)": (lambda e: lambda: e.encode(passages, "passage", 32))(
+            OnnxEncoder(args.model_dir, "int8", "cpu")
+        ),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in backends}
+    for _ in range(args.rounds):  # interleaved rounds: machine noise hits every backend alike
+        for name, run in backends.items():
+            started = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - started)
+    result = {
+        "passages": len(passages),
+        "mean_words": round(float(np.mean([len(p.split()) for p in passages])), 1),
+        "torch_threads": torch.get_num_threads(),
+        "passages_per_s": {name: round(len(passages) / min(s), 1) for name, s in seconds.items()},
+    }
+    fp32 = result["passages_per_s"]["onnx fp32"]
+    result["speedup_vs_onnx_fp32"] = {name: round(v / fp32, 2) for name, v in result["passages_per_s"].items()}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def quality_section(args: argparse.Namespace) -> dict:
+    from app.encoder import OnnxEncoder
+    from training.data import load_split_titles
+    from training.evaluate import OnnxEmbedder, evaluate, load_retrieval_set
+
+    fp32, int8 = OnnxEncoder(args.model_dir, "fp32", "cpu"), OnnxEncoder(args.model_dir, "int8", "cpu")
+    english = load_retrieval_set(XQUAD, ["en"])
+    questions = [text for _, text in english.questions["en"]]
+    top10 = {}
+    for name, encoder in (("fp32", fp32), ("int8", int8)):
+        q = encoder.encode(questions, "query", 64, progress=True)
+        c = encoder.encode(english.candidates, "passage", 64, progress=True)
+        top10[name] = np.argsort(-(q @ c.T), axis=1)[:, :10]
+    overlap = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top10["fp32"], top10["int8"], strict=True)]))
+    top1 = float(np.mean(top10["fp32"][:, 0] == top10["int8"][:, 0]))
+    result: dict = {
+        "xquad_r_en": {"questions": len(questions), "candidates": len(english.candidates),
+                       "top10_overlap": round(overlap, 3), "top1_agreement": round(top1, 3)},
+    }  # fmt: skip
+    # Batch-dependence: each question alone vs inside a dynamic batch of 32 different questions.
+    alone = np.stack([int8.encode([q], "query")[0] for q in questions[:256]])
+    batched = int8.encode(questions[:256], "query", batch_size=32)
+    alone_fp32 = np.stack([fp32.encode([q], "query")[0] for q in questions[:256]])
+    result["batch_dependence"] = {
+        "int8_min_cosine_alone_vs_batched": round(float(np.min(np.sum(alone * batched, axis=1))), 5),
+        "fp32_max_abs_diff_alone_vs_batched": float(
+            np.max(np.abs(alone_fp32 - fp32.encode(questions[:256], "query", 32)))
+        ),
+    }
+    languages = sorted(p.stem for p in XQUAD.glob("*.json"))
+    test = load_retrieval_set(XQUAD, languages, load_split_titles(SPLITS, "test"))
+    result["xquad_r_test_map"] = {}
+    for variant in ("fp32", "int8"):
+        figures = evaluate(OnnxEmbedder(args.model_dir, variant), test)
+        result["xquad_r_test_map"][variant] = {
+            **{k: round(figures[f"{k}_map"], 4) for k in ("mono", "cross", "multi")},
+            "rank_distance": round(figures["rank_distance"], 1),
+            "seconds": figures["seconds"],
+        }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models/multilingual-e5-small")
+    parser.add_argument("--index-dir", type=Path, default=ROOT / "indexes/demo")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--requests", type=int, default=1500, help="cap per level for our service")
+    parser.add_argument("--baseline-requests", type=int, default=300, help="cap per level for the baseline")
+    parser.add_argument("--max-seconds", type=float, default=30, help="time cap per level and server")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the encode benchmark")
+    parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-encode", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/results/serve_load.json")
+    args = parser.parse_args()
+    report: dict = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M")}
+    if not args.skip_load:
+        report["load"] = load_section(args)
+    if not args.skip_encode:
+        report["encode"] = encode_section(args)
+    if not args.skip_quality:
+        report["int8"] = quality_section(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    args.out.write_text(json.dumps({**previous, **report}, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
