@@ -5,6 +5,7 @@ waiting up to ``max_wait_ms`` for more). A lone request therefore waits for nobo
 requests that arrive during one model call share the next one. Texts are sorted by token count and split into
 calls of at most ``max_texts`` rows and ``max_tokens`` padded tokens, so long and short texts do not pad each other.
 A job may carry a follow-up (e.g. the FAISS search) that also runs on the worker, off the event loop.
+Query embeddings can be kept in an LRU cache, so a repeated query skips tokenizer and model (not the search).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from tokenizers import Encoding
 
 from app.encoder import OnnxEncoder, TextKind, truncate_tokens
 
@@ -56,6 +59,32 @@ class BatchStats:
     seconds: float
 
 
+class QueryCache:
+    """LRU map query text -> (embedding, token count). Used by the worker thread only, so it needs no lock."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, text: str) -> tuple[np.ndarray, int] | None:
+        item = self._items.get(text)
+        if item is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(text)
+        self.hits += 1
+        return item
+
+    def put(self, text: str, vector: np.ndarray, token_count: int) -> None:
+        if self.capacity <= 0:
+            return
+        self._items[text] = (vector, token_count)
+        self._items.move_to_end(text)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+
 class EncodeBatcher:
     def __init__(
         self,
@@ -65,8 +94,10 @@ class EncodeBatcher:
         max_wait_ms: float = 0.0,
         max_queue: int = 2048,
         on_batch: Callable[[BatchStats], None] | None = None,
+        query_cache_size: int = 0,
     ) -> None:
         self.encoder = encoder
+        self.cache = QueryCache(query_cache_size)
         self.max_texts = max_texts
         self.max_tokens = max_tokens
         self.max_wait_s = max_wait_ms / 1000
@@ -128,35 +159,53 @@ class EncodeBatcher:
                         job.future.set_exception(exc)
 
     def _run(self, jobs: list[_Job]) -> None:
-        accepted: list[tuple[_Job, list[list[int]], list[int]]] = []
+        # 1. Tokenize each distinct text that is not cached: one tokenizer call per kind.
+        cached: dict[str, tuple[np.ndarray, int]] = {}
+        encodings: dict[tuple[str, str], Encoding] = {}
         for kind in ("query", "passage"):
-            group = [job for job in jobs if job.kind == kind]
-            if not group:
-                continue
-            encodings = self.encoder.encodings([t for job in group for t in job.texts], kind)  # one tokenizer call
-            start = 0
-            for job in group:
-                mine = encodings[start : start + len(job.texts)]
-                start += len(job.texts)
-                counts = [len(e.ids) for e in mine]
-                too_long = [i for i, n in enumerate(counts) if n > job.max_tokens]
-                if too_long and not job.truncate:
-                    first = too_long[0]
-                    job.future.set_exception(
-                        TooLong(
-                            f"text {first} is {counts[first]} tokens long (prefix and special tokens included); "
-                            f'the limit is {job.max_tokens}. Shorten it, or send "truncate": true to embed only '
-                            f"its first {job.max_tokens} tokens"
-                        )
+            texts = {text for job in jobs if job.kind == kind for text in job.texts}
+            if kind == "query":
+                cached.update((t, hit) for t in texts if (hit := self.cache.get(t)) is not None)
+                texts -= cached.keys()
+            fresh = sorted(texts)
+            encodings.update(zip(((kind, t) for t in fresh), self.encoder.encodings(fresh, kind), strict=True))
+
+        def is_cached(job: _Job, text: str) -> bool:
+            return job.kind == "query" and text in cached
+
+        # 2. Refuse over-long texts per job; collect the rows to encode (identical texts are encoded once).
+        accepted: list[tuple[_Job, list[int]]] = []
+        rows: dict[tuple[str, str, int], list[int]] = {}
+        for job in jobs:
+            counts = [cached[t][1] if is_cached(job, t) else len(encodings[(job.kind, t)].ids) for t in job.texts]
+            too_long = [i for i, n in enumerate(counts) if n > job.max_tokens]
+            if too_long and not job.truncate:
+                first = too_long[0]
+                job.future.set_exception(
+                    TooLong(
+                        f"text {first} is {counts[first]} tokens long (prefix and special tokens included); "
+                        f'the limit is {job.max_tokens}. Shorten it, or send "truncate": true to embed only '
+                        f"its first {job.max_tokens} tokens"
                     )
-                    continue
-                accepted.append((job, [truncate_tokens(e, job.max_tokens) for e in mine], counts))
-        rows = [row for _, job_rows, _ in accepted for row in job_rows]
-        embeddings = self._encode_rows(rows)
-        start = 0
-        for job, job_rows, counts in accepted:
-            encoded = Encoded(embeddings[start : start + len(job_rows)], counts)
-            start += len(job_rows)
+                )
+                continue
+            accepted.append((job, counts))
+            for text in job.texts:
+                if not is_cached(job, text):
+                    key = (job.kind, text, job.max_tokens)
+                    rows.setdefault(key, truncate_tokens(encodings[(job.kind, text)], job.max_tokens))
+
+        # 3. Encode, remember query embeddings, answer each job (running its follow-up).
+        keys = list(rows)
+        computed = dict(zip(keys, self._encode_rows([rows[k] for k in keys]), strict=True))
+        for (kind, text, _), vector in computed.items():
+            if kind == "query":
+                self.cache.put(text, vector, len(encodings[(kind, text)].ids))
+        for job, counts in accepted:
+            vectors = [
+                cached[t][0] if is_cached(job, t) else computed[(job.kind, t, job.max_tokens)] for t in job.texts
+            ]
+            encoded = Encoded(np.stack(vectors), counts)
             try:
                 job.future.set_result(job.then(encoded) if job.then else encoded)
             except Exception as exc:  # the follow-up's error belongs to its own request

@@ -74,6 +74,7 @@ class SearchEngine:
                 settings.batch_wait_ms,
                 settings.max_queue,
                 on_batch=self._record_batch,
+                query_cache_size=settings.query_cache_size,
             )
             self._loaded.set()
             log.info("ready: %d documents, model %s (%s)", self.collection.size, manifest.name, self.encoder.variant)

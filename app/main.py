@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,7 +17,7 @@ from app.batcher import Overloaded, TooLong
 from app.engine import InvalidQuery, NotReady, SearchEngine
 from app.index import ReadOnlyIndex
 from app.limits import BodySizeLimit
-from app.metrics import Metrics
+from app.metrics import Metrics, RecordMetrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RecordMetrics, metrics=metrics, engine=engine)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -78,19 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
 
         app.add_exception_handler(error_type, on_domain_error)
-
-    @app.middleware("http")
-    async def record_metrics(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        label = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, label, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, label).observe(time.perf_counter() - started)
-        if engine.ready and engine.collection is not None and engine.batcher is not None:
-            metrics.ready.set(1)
-            metrics.index_documents.set(engine.collection.size)
-            metrics.queue_depth.set(engine.batcher.depth)
-        return response
 
     return app

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from app.engine import SearchEngine
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -39,3 +46,45 @@ class Metrics:
         )
         self.queue_depth = Gauge("search_encode_queue_depth", "requests waiting to be encoded", registry=self.registry)
         self.writes = Counter("search_document_writes", "acknowledged document writes", ["op"], registry=self.registry)
+        self.cache_hits = Gauge(
+            "search_query_cache_hits", "query embeddings served from the cache", registry=self.registry
+        )
+        self.cache_misses = Gauge("search_query_cache_misses", "query embeddings computed", registry=self.registry)
+
+
+class RecordMetrics:
+    """Counts and times requests by route template and status. Plain ASGI: Starlette's BaseHTTPMiddleware would
+    add a task group and a stream per request (measured: a large share of the per-request CPU under load)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, engine: SearchEngine) -> None:
+        self.app, self.metrics, self.engine = app, metrics, engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            self._gauges()
+
+    def _gauges(self) -> None:
+        engine, metrics = self.engine, self.metrics
+        if engine.ready and engine.collection is not None and engine.batcher is not None:
+            metrics.ready.set(1)
+            metrics.index_documents.set(engine.collection.size)
+            metrics.queue_depth.set(engine.batcher.depth)
+            metrics.cache_hits.set(engine.batcher.cache.hits)
+            metrics.cache_misses.set(engine.batcher.cache.misses)

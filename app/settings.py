@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     batch_max_tokens: int = Field(8192, ge=64, description="dynamic batching: most padded tokens in one model call")
     batch_wait_ms: float = Field(0.0, ge=0, description="dynamic batching: extra wait for more requests (0 = none)")
     max_queue: int = Field(2048, ge=1, description="requests waiting to be encoded beyond this get 503")
+    query_cache_size: int = Field(10000, ge=0, description="query embeddings kept (LRU) for repeated queries; 0 = off")
     spin_threads: bool = Field(False, description="let ONNX Runtime threads spin between calls (burns idle CPU)")
     snapshot_every: int = Field(1000, ge=1, description="save a snapshot and empty the write-ahead log this often")
     write_api_keys: Keys = Field(default_factory=list, description="comma-separated keys for writes; none = no writes")

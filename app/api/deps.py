@@ -44,7 +44,8 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_write_key(request: Request, credentials: Credentials) -> None:
+# async although nothing awaits: FastAPI would run a plain function in its thread pool, a thread hop per request.
+async def require_write_key(request: Request, credentials: Credentials) -> None:
     keys = get_settings(request).write_api_keys
     if credentials is None:
         raise _unauthorized("writes need an API key: send 'Authorization: Bearer <key>'")
@@ -54,7 +55,7 @@ def require_write_key(request: Request, credentials: Credentials) -> None:
         raise HTTPException(status_code=403, detail="this API key may not write")
 
 
-def require_read_key(request: Request, credentials: Credentials) -> None:
+async def require_read_key(request: Request, credentials: Credentials) -> None:
     settings = get_settings(request)
     if not settings.read_api_keys:
         return  # reads are open unless read keys are set

@@ -73,3 +73,23 @@ def test_a_failing_follow_up_does_not_stop_the_worker(encoder: OnnxEncoder) -> N
         batcher.submit(["a"], "query", 32, then=broken).result(timeout=30)
     assert batcher.submit(["b"], "query", 32, then=lambda e: e.token_counts).result(timeout=30)[0] > 0
     batcher.close()
+
+
+def test_repeated_queries_come_from_the_cache_and_keep_their_limits(encoder: OnnxEncoder) -> None:
+    calls: list[BatchStats] = []
+    batcher = EncodeBatcher(encoder, on_batch=calls.append, query_cache_size=2)
+    first = batcher.submit(["Warschau"], "query", 32).result(timeout=30)
+    again = batcher.submit(["Warschau", "Warschau"], "query", 32).result(timeout=30)
+    assert len(calls) == 1 and batcher.cache.hits == 1  # one lookup per distinct text in a gather
+    assert np.array_equal(again.embeddings[0], first.embeddings[0]) and again.token_counts == first.token_counts * 2
+    long = "word " * 100
+    batcher.submit([long], "query", 32, truncate=True).result(timeout=30)
+    with pytest.raises(TooLong):  # cached, but still too long for a request that did not ask to truncate
+        batcher.submit([long], "query", 32).result(timeout=30)
+    for text in ("a", "b", "c"):  # capacity 2: the oldest entries go
+        batcher.submit([text], "query", 32).result(timeout=30)
+    assert batcher.cache.get("Warschau") is None
+    before = len(calls)
+    batcher.submit(["a"], "passage", 32).result(timeout=30)  # passages are never served from the cache
+    assert len(calls) == before + 1
+    batcher.close()

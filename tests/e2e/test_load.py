@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_concurrent_searches_all_succeed_and_are_batched(tiny_model: Path, tiny_index: Path) -> None:
-    env = {"SEARCH_MODEL_DIR": str(tiny_model), "SEARCH_INDEX_DIR": str(tiny_index)}
+    # Cache off: the 50 queries repeat, and this test is about batching the model calls.
+    env = {"SEARCH_MODEL_DIR": str(tiny_model), "SEARCH_INDEX_DIR": str(tiny_index), "SEARCH_QUERY_CACHE_SIZE": "0"}
     payloads = [{"query": r["text"][:60], "top_k": 5} for r in demo_records(limit=50)]
     with running_server(env) as base:
         result = run_load(f"{base}/search", payloads, concurrency=32, max_requests=600, max_seconds=60)
