@@ -20,18 +20,19 @@ def demo_server(default_model: Path, demo_index: Path) -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    ("query", "group"),
+    ("query", "lang", "group"),
     [
-        ("Wie viele Grammys gewann Lady Gaga?", "p003"),
-        ("Wer war der Hauptfeind der Normannen in Italien, dem Byzantinischen Reich und Armenien?", "p012"),
-        ("DECnet是什么", "p097"),
+        ("Wie viele Grammys gewann Lady Gaga?", "de", "p003"),
+        ("Wer war der Hauptfeind der Normannen in Italien, dem Byzantinischen Reich und Armenien?", "de", "p012"),
+        ("DECnet是什么", "zh", "p097"),
     ],
 )
-def test_query_finds_english_and_spanish_translations(demo_server: str, query: str, group: str) -> None:
+def test_query_finds_the_paragraph_in_other_languages(demo_server: str, query: str, lang: str, group: str) -> None:
     answer = httpx.post(f"{demo_server}/search", json={"query": query, "top_k": 5}, timeout=30)
     assert answer.status_code == 200, answer.text
     ids = [r["id"] for r in answer.json()["results"]]
-    assert f"xquad-{group}-en" in ids and f"xquad-{group}-es" in ids, ids
+    translations = [i for i in ids if i.startswith(f"xquad-{group}-") and not i.endswith(f"-{lang}")]
+    assert len(translations) >= 3, ids  # the base model's own-language bias allows one or two others at most
 
 
 def test_language_filter_on_the_demo_corpus(demo_server: str) -> None:
