@@ -3,11 +3,13 @@
 1. Load: both servers on loopback (same model, same FAISS index), concurrency 1/8/32/64, bounded by request
    count and time: QPS, p50/p95/p99, errors, ratio. Queries are XQuAD-R questions in 11 languages that our server
    has never seen (its query cache cannot help); a second workload cycles 240 demo questions (cache hits).
-2. Encode throughput: torch fp32 vs ONNX Runtime fp32 vs the served ONNX int8 on 256 passages of ~60 words.
+2. Encode throughput: torch fp32 vs ONNX Runtime fp32 vs the served ONNX int8 on 256 passages of ~60 words,
+   and on 512 demo queries, in batches of 32.
+   Also: a lone request with dynamic batching vs one text per model call (does batching cost it anything?).
 3. int8 vs fp32: top-10 agreement on XQuAD-R English, XQuAD-R mAP (mono/cross/multi) on the test articles,
    and how much dynamic batching moves int8 query embeddings (batch-dependence).
 
-    python benchmarks/serve_load.py                      # everything, ~15 min
+    python benchmarks/serve_load.py                      # everything, ~16 min
     python benchmarks/serve_load.py --skip-quality       # load + encode only
 Writes docs/results/serve_load.json and prints markdown tables.
 """
@@ -102,6 +104,35 @@ def load_section(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def single_request_section(args: argparse.Namespace) -> list[dict]:
+    """Does batching cost a lone request anything? The same server settings with batching on and with one text
+    per model call, unseen queries at concurrency 1, interleaved rounds; query cache off in both."""
+    fresh = iter(distinct_queries()[-3000:])  # the other end of the stream from load_section's
+    env = {
+        "SEARCH_MODEL_DIR": str(args.model_dir),
+        "SEARCH_INDEX_DIR": str(args.index_dir),
+        "SEARCH_LOG_LEVEL": "warning",
+        "SEARCH_QUERY_CACHE_SIZE": "0",
+    }
+    servers = {
+        "dynamic batching": start_server(env, timeout=300),
+        "one text per model call": start_server({**env, "SEARCH_BATCH_MAX_TEXTS": "1"}, timeout=300),
+    }
+    rows = []
+    try:
+        for _, base in servers.values():
+            run_load(f"{base}/search", [{"query": next(fresh)} for _ in range(50)], 1, 50)
+        for round_number in range(2):
+            for name, (_, base) in servers.items():
+                result = run_load(f"{base}/search", [{"query": next(fresh)} for _ in range(400)], 1, 400)
+                rows.append({"round": round_number, "server": name, **result.row()})
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for process, _ in servers.values():
+            stop_server(process)
+    return rows
+
+
 def compare(concurrency: int, workload: str, ours: LoadResult, baseline: LoadResult) -> dict:
     row = {
         "concurrency": concurrency,
@@ -126,32 +157,34 @@ def sixty_word_passages(n: int = 256) -> list[str]:
 def encode_section(args: argparse.Namespace) -> dict:
     import torch
 
-    from app.encoder import OnnxEncoder
+    from app.encoder import PLURAL, OnnxEncoder
     from training.model import load_encoder
 
     passages = sixty_word_passages()
+    queries = [json.loads(line)["query"] for line in (ROOT / "data/demo/queries.jsonl").open(encoding="utf-8")][:512]
     torch_encoder = load_encoder(args.model_dir)
+    onnx = {variant: OnnxEncoder(args.model_dir, variant, "cpu") for variant in ("fp32", "int8")}
     backends = {
-        "torch fp32": lambda: torch_encoder.embed(passages, "passage: ", batch_size=32),
-        "onnx fp32": (lambda e: lambda: e.encode(passages, "passage", 32))(OnnxEncoder(args.model_dir, "fp32", "cpu")),
-        "onnx int8 (served)": (lambda e: lambda: e.encode(passages, "passage", 32))(
-            OnnxEncoder(args.model_dir, "int8", "cpu")
-        ),
+        "torch fp32": lambda texts, kind: torch_encoder.embed(texts, onnx["fp32"].prefix(kind), batch_size=32),
+        "onnx fp32": lambda texts, kind: onnx["fp32"].encode(texts, kind, 32),
+        "onnx int8 (served)": lambda texts, kind: onnx["int8"].encode(texts, kind, 32),
     }
-    seconds: dict[str, list[float]] = {name: [] for name in backends}
-    for _ in range(args.rounds):  # interleaved rounds: machine noise hits every backend alike
-        for name, run in backends.items():
-            started = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - started)
-    result = {
+    result: dict = {
         "passages": len(passages),
         "mean_words": round(float(np.mean([len(p.split()) for p in passages])), 1),
+        "queries": len(queries),
         "torch_threads": torch.get_num_threads(),
-        "passages_per_s": {name: round(len(passages) / min(s), 1) for name, s in seconds.items()},
     }
-    fp32 = result["passages_per_s"]["onnx fp32"]
-    result["speedup_vs_onnx_fp32"] = {name: round(v / fp32, 2) for name, v in result["passages_per_s"].items()}
+    for kind, texts in (("passage", passages), ("query", queries)):
+        seconds: dict[str, list[float]] = {name: [] for name in backends}
+        for _ in range(args.rounds):  # interleaved rounds: machine noise hits every backend alike
+            for name, run in backends.items():
+                started = time.perf_counter()
+                run(texts, kind)
+                seconds[name].append(time.perf_counter() - started)
+        rates = {name: round(len(texts) / min(s), 1) for name, s in seconds.items()}
+        result[f"{PLURAL[kind]}_per_s"] = rates
+        result[f"{kind}_speedup_vs_onnx_fp32"] = {n: round(v / rates["onnx fp32"], 2) for n, v in rates.items()}
     print(json.dumps(result), flush=True)
     return result
 
@@ -215,13 +248,16 @@ def main() -> None:
         help="also run our service on the demo's 240 queries cycled (query cache hits)",
     )
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--skip-encode", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/serve_load.json")
     args = parser.parse_args()
-    report: dict = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M")}
+    report: dict = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M"), "argv": sys.argv[1:]}
     if not args.skip_load:
         report["load"] = load_section(args)
+    if not args.skip_single:
+        report["single_request"] = single_request_section(args)
     if not args.skip_encode:
         report["encode"] = encode_section(args)
     if not args.skip_quality:
