@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+from app.collection import wal_path
 from app.encoder import OnnxEncoder, choose_variant
 from app.index import CorpusError, SearchIndex, read_corpus
-from app.manifest import ManifestError, load_model_manifest
+from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.settings import Settings
+from app.wal import WriteAheadLog
 
 
 def build_index(args: argparse.Namespace, settings: Settings) -> None:
@@ -27,16 +29,45 @@ def build_index(args: argparse.Namespace, settings: Settings) -> None:
     documents = list(read_corpus(args.corpus))
     if not documents:
         raise CorpusError(f"{args.corpus} holds no documents")
+    log = _claim_write_log(out, args.discard_writes)
     started = time.perf_counter()
     index = SearchIndex.build(
         encoder, documents, args.index_type, args.batch_size, progress=True, corpus_name=str(args.corpus)
     )
     version = index.save(out)
+    if log is not None:  # the new index starts with an empty log: old writes must not replay onto it
+        log.reset(last_seq=0)
+        log.close()
     size_mb = sum(f.stat().st_size for f in version.iterdir()) / 2**20
     print(
         f"indexed {index.size} documents in {len(index.languages)} languages with {manifest.name} ({variant}) "
         f"in {time.perf_counter() - started:.1f} s -> {out} ({size_mb:.1f} MiB, {args.index_type})"
     )
+
+
+def _claim_write_log(index_dir: Path, discard_writes: bool) -> WriteAheadLog | None:
+    """A rebuild replaces the whole index, including writes made through the documents API (they are not in the
+    corpus file): refuse while a server writes to it, and refuse to drop such writes unless asked."""
+    path = wal_path(index_dir)
+    log = None
+    if path.exists():
+        try:
+            log = WriteAheadLog(path)
+        except OSError as exc:
+            raise ManifestError(f"{exc}; stop the server that writes to {index_dir} before rebuilding it") from exc
+    try:
+        written = load_index_manifest(index_dir).wal_seq
+    except ManifestError:  # no index there yet
+        written = 0
+    written = max(written, log.last_seq if log else 0)
+    if written and not discard_writes:
+        if log is not None:
+            log.close()
+        raise ManifestError(
+            f"{index_dir} has taken {written} write requests through the documents API, which are not in the "
+            f"corpus file; rebuilding replaces them. Pass --discard-writes to rebuild anyway"
+        )
+    return log
 
 
 def serve(settings: Settings) -> None:
@@ -61,6 +92,11 @@ def main(argv: list[str] | None = None) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="encode with the int8 model (default: the model's gated default)",
+    )
+    index.add_argument(
+        "--discard-writes",
+        action="store_true",
+        help="rebuild even though the index took writes through the documents API (they are not in the corpus)",
     )
     commands.add_parser("serve", help="serve the API (settings from SEARCH_* environment variables)")
     args = parser.parse_args(argv)

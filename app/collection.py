@@ -43,7 +43,7 @@ class Collection:
                 self.wal = WriteAheadLog(path)
                 self.wal.last_seq = max(self.wal.last_seq, self.index.manifest.wal_seq)
             except OSError as exc:  # e.g. a read-only volume: searching still works
-                self.read_only_reason = f"cannot open the write-ahead log {path}: {exc.strerror or exc}"
+                self.read_only_reason = f"cannot open the write-ahead log {path}: {exc.strerror or exc.args[0]}"
                 log.warning("documents API disabled: %s", self.read_only_reason)
         if replayed:
             log.info("replayed %d logged writes after the snapshot", replayed)
@@ -73,7 +73,8 @@ class Collection:
 
     @property
     def languages(self) -> list[str]:
-        return self.index.languages
+        with self._lock:  # a concurrent write may add or drop a language
+            return self.index.languages
 
     def search(
         self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, filters: dict | None = None
@@ -92,7 +93,7 @@ class Collection:
             for d, e in zip(documents, embeddings, strict=True)
         ]
         with self._lock:
-            wal = self._require_wal()
+            wal = self.require_writable()
             seq = wal.append({"op": "upsert", "documents": rows})
             self.index.upsert(documents, embeddings)
             self._after_write()
@@ -101,7 +102,7 @@ class Collection:
     def delete(self, doc_ids: list[str]) -> list[str]:
         """Delete the ids that exist (logged first); return them."""
         with self._lock:
-            wal = self._require_wal()
+            wal = self.require_writable()
             present = [i for i in doc_ids if i in self.index]
             if present:
                 wal.append({"op": "delete", "ids": present})
@@ -109,7 +110,8 @@ class Collection:
                 self._after_write()
             return present
 
-    def _require_wal(self) -> WriteAheadLog:
+    def require_writable(self) -> WriteAheadLog:
+        """The log to write to, or ReadOnlyIndex saying why there is none."""
         if self.wal is None:
             raise ReadOnlyIndex(f"this index takes no writes: {self.read_only_reason}")
         return self.wal

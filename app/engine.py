@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.collection import Collection
 from app.encoder import OnnxEncoder, TextKind, choose_variant
-from app.index import Document, Hit, ReadOnlyIndex
+from app.index import Document, Hit
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.metrics import Metrics
 from app.settings import Settings
@@ -106,9 +106,7 @@ class SearchEngine:
         return self._parts()[0]
 
     def require_writable(self) -> None:
-        _, collection, _ = self._parts()
-        if not collection.writable:
-            raise ReadOnlyIndex(f"this index takes no writes: {collection.read_only_reason}")
+        self._parts()[1].require_writable()
 
     def max_query_tokens(self) -> int:
         encoder, _, _ = self._parts()

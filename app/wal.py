@@ -9,6 +9,7 @@ and truncates the file there, so the next append starts on a clean line.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
@@ -55,6 +56,11 @@ class WriteAheadLog:
         self.last_seq = records[-1]["seq"] if records else 0
         # O_APPEND + one write() per record: a record is never interleaved with another.
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:  # one writing process per index: a second one would interleave sequence numbers
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._fd)
+            raise OSError(f"another process is writing to this index ({self.path} is locked)") from exc
         if os.fstat(self._fd).st_size != valid_bytes:
             log.warning("dropping a partial last record in %s (a write interrupted before it was acknowledged)", path)
             os.ftruncate(self._fd, valid_bytes)

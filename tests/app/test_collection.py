@@ -27,6 +27,12 @@ def new_documents(encoder: OnnxEncoder, n: int, tag: str = "new") -> tuple[list[
     return documents, encoder.encode([d.text for d in documents], "passage")
 
 
+def crash(collection: Collection) -> None:
+    """What kill -9 leaves: the log's file closed (and its lock released) by the kernel, no snapshot taken."""
+    assert collection.wal is not None
+    collection.wal.close()
+
+
 def test_a_write_is_visible_at_once_and_replayed_after_a_crash(encoder: OnnxEncoder, writable_index: Path) -> None:
     collection = Collection(writable_index)
     base = collection.size
@@ -35,7 +41,7 @@ def test_a_write_is_visible_at_once_and_replayed_after_a_crash(encoder: OnnxEnco
     hits = collection.search(vectors[2:3], top_k=1)[0]
     assert hits[0].document.id == "new-2" and collection.size == base + 5
     assert collection.delete(["new-4", "no-such-id"]) == ["new-4"]
-    # no close(): the process "dies" here with the writes only in the log
+    crash(collection)
     reopened = Collection(writable_index)
     assert reopened.size == base + 4 and reopened.get("new-4") is None
     assert reopened.get("new-1") == documents[1]
@@ -67,6 +73,7 @@ def test_snapshot_folds_the_log_and_survives_a_crash_before_the_reset(
     collection.upsert(*new_documents(encoder, 1, "later"))
     # Simulate a crash after a snapshot's link swap but before the log reset: the log still holds seq 7.
     collection.index.save(writable_index, wal_seq=7)
+    crash(collection)
     reopened = Collection(writable_index)
     assert reopened.size == collection.size and reopened.get("later-0") is not None
     assert reopened.wal is not None and reopened.wal.last_seq == 7

@@ -50,3 +50,11 @@ def test_reset_empties_the_log_and_keeps_counting(tmp_path: Path) -> None:
 def test_vectors_round_trip_exactly() -> None:
     vector = np.random.default_rng(0).standard_normal(384).astype(np.float32)
     assert np.array_equal(decode_vector(encode_vector(vector)), vector)
+
+
+def test_a_second_writer_is_refused(tmp_path: Path) -> None:
+    first = WriteAheadLog(tmp_path / "w.wal")
+    with pytest.raises(OSError, match="another process is writing to this index"):
+        WriteAheadLog(tmp_path / "w.wal")
+    first.close()
+    WriteAheadLog(tmp_path / "w.wal").close()  # free again once the first one closed
