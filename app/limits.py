@@ -1,7 +1,9 @@
-"""Request body size limit as plain ASGI middleware: refuses with 413 before the app parses anything.
+"""Request body checks as plain ASGI middleware, before the app parses anything.
 
-A declared ``Content-Length`` over the limit is refused at once; a chunked body is counted as it arrives and
-refused as soon as it passes the limit, so no request can make the server buffer more than the limit.
+Size: a declared ``Content-Length`` over the limit is refused at once (413); a chunked body is counted as it
+arrives and refused as soon as it passes the limit, so no request can make the server buffer more than the limit.
+Encoding: a JSON body that is not UTF-8 gets a 400 naming the first bad byte (the framework's own answer would only
+say that the body could not be parsed).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodySizeLimit:
+class RequestBodyChecks:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -39,6 +41,14 @@ class BodySizeLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        if body and b"json" in content_type:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                detail = f"request body is not valid UTF-8: byte {exc.start} is {body[exc.start]:#04x} ({exc.reason})"
+                await self._answer(send, 400, detail)
+                return
         delivered = False
 
         async def replay() -> Message:
@@ -52,7 +62,11 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send, size: str) -> None:
         detail = f"request body of {size} bytes is over the {self.max_bytes}-byte limit (SEARCH_MAX_BODY_BYTES)"
+        await self._answer(send, 413, detail)
+
+    @staticmethod
+    async def _answer(send: Send, status: int, detail: str) -> None:
         payload = json.dumps({"detail": detail}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

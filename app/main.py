@@ -16,7 +16,7 @@ from app.api import router
 from app.batcher import Overloaded, TooLong
 from app.engine import InvalidQuery, NotReady, SearchEngine
 from app.index import ReadOnlyIndex
-from app.limits import BodySizeLimit
+from app.limits import RequestBodyChecks
 from app.metrics import Metrics, RecordMetrics
 from app.settings import Settings
 
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.metrics = metrics
     app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestBodyChecks, max_bytes=settings.max_body_bytes)
     app.add_middleware(RecordMetrics, metrics=metrics, engine=engine)
 
     @app.exception_handler(RequestValidationError)

@@ -93,16 +93,17 @@ def test_bad_input_gets_a_clear_4xx(server: str, payload: dict, message: str) ->
 def test_malformed_json_and_wrong_method(server: str) -> None:
     answer = httpx.post(f"{server}/search", content=b"{not json", headers={"content-type": "application/json"})
     assert answer.status_code == 422 and "JSON" in answer.json()["detail"]
-    assert httpx.post(
-        f"{server}/search", content=b"\xff\xfe", headers={"content-type": "application/json"}
-    ).is_client_error
+    assert (
+        httpx.post(f"{server}/search", content=b"\xff\xfe", headers={"content-type": "application/json"}).status_code
+        == 400
+    )
     assert httpx.get(f"{server}/search").status_code == 405
 
 
 @pytest.mark.parametrize(
     ("raw", "status", "message"),
     [
-        (b'{"query": "caf\xe9"}', 400, "error parsing the body"),  # Latin-1 bytes, not UTF-8
+        (b'{"query": "caf\xe9"}', 400, "not valid UTF-8: byte 14 is 0xe9"),  # Latin-1 bytes, not UTF-8
         (b'{"query": "half a pair \\ud800"}', 422, "unpaired UTF-16 surrogate"),
         (b'{"query": "ok", "top_k": 1e400}', 422, "top_k"),
         (b"[1, 2]", 422, "Input should be a valid dictionary"),
