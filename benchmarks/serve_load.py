@@ -5,7 +5,8 @@
    has never seen (its query cache cannot help); a second workload cycles 240 demo questions (cache hits).
 2. Encode throughput: torch fp32 vs ONNX Runtime fp32 vs the served ONNX int8 on 256 passages of ~60 words,
    and on 512 demo queries, in batches of 32.
-   Also: a lone request with dynamic batching vs one text per model call (does batching cost it anything?).
+   Also: a lone request with dynamic batching vs one text per model call (does batching cost it anything?),
+   and what a durable write, a snapshot and a search cost in-process.
 3. int8 vs fp32: top-10 agreement on XQuAD-R English, XQuAD-R mAP (mono/cross/multi) on the test articles,
    and how much dynamic batching moves int8 query embeddings (batch-dependence).
 
@@ -189,6 +190,49 @@ def encode_section(args: argparse.Namespace) -> dict:
     return result
 
 
+def writes_section(args: argparse.Namespace) -> dict:
+    """The durable collection in-process on a copy of the index: what a write, a snapshot and a search cost."""
+    import tempfile
+
+    from app.collection import Collection
+    from app.index import Document, SearchIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((200, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def timed_ms(action: object, repeat: int) -> list[float]:
+        times = []
+        for i in range(repeat):
+            started = time.perf_counter()
+            action(i)  # type: ignore[operator]
+            times.append((time.perf_counter() - started) * 1000)
+        return times
+
+    # Beside the real index: the same file system, so fsync costs what it will cost there (not tmpfs).
+    with tempfile.TemporaryDirectory(dir=Path(args.index_dir).parent, prefix=".bench-") as tmp:
+        folder = Path(tmp) / "index"
+        SearchIndex.load(args.index_dir).save(folder)
+        collection = Collection(folder, snapshot_every=10**9)
+        upserts = timed_ms(lambda i: collection.upsert([Document(f"w{i}", "text", "en")], vectors[i : i + 1]), 100)
+        deletes = timed_ms(lambda i: collection.delete([f"w{i}"]), 100)
+        snapshot = timed_ms(lambda i: collection.snapshot() if collection.upsert(
+            [Document("s", "text", "en")], vectors[:1]) else None, 3)  # fmt: skip
+        searches = timed_ms(lambda i: collection.search(vectors[i % 200 : i % 200 + 1], 10), 500)
+        filtered = timed_ms(lambda i: collection.search(vectors[:1], 10, filters={"title": "Super_Bowl_50"}), 500)
+        result = {
+            "documents": collection.size,
+            "upsert_one_ms_p50": round(float(np.median(upserts)), 2),
+            "delete_one_ms_p50": round(float(np.median(deletes)), 2),
+            "snapshot_ms_median": round(float(np.median(snapshot)), 1),
+            "search_ms_p50": round(float(np.median(searches)), 3),
+            "filtered_search_ms_p50": round(float(np.median(filtered)), 3),
+        }
+        collection.close()
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def quality_section(args: argparse.Namespace) -> dict:
     from app.encoder import OnnxEncoder
     from training.data import load_split_titles
@@ -249,6 +293,7 @@ def main() -> None:
     )
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--skip-writes", action="store_true")
     parser.add_argument("--skip-encode", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/serve_load.json")
@@ -258,6 +303,8 @@ def main() -> None:
         report["load"] = load_section(args)
     if not args.skip_single:
         report["single_request"] = single_request_section(args)
+    if not args.skip_writes:
+        report["writes"] = writes_section(args)
     if not args.skip_encode:
         report["encode"] = encode_section(args)
     if not args.skip_quality:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.batcher import BatchStats, EncodeBatcher, TooLong
+from app.batcher import BatchStats, EncodeBatcher, Overloaded, TooLong
 from app.encoder import OnnxEncoder
 from tests.tiny import demo_records
 
@@ -92,4 +92,18 @@ def test_repeated_queries_come_from_the_cache_and_keep_their_limits(encoder: Onn
     before = len(calls)
     batcher.submit(["a"], "passage", 32).result(timeout=30)  # passages are never served from the cache
     assert len(calls) == before + 1
+    batcher.close()
+
+
+def test_a_full_queue_is_refused_not_buffered(encoder: OnnxEncoder) -> None:
+    release = threading.Event()
+    batcher = EncodeBatcher(encoder, max_queue=2)
+    busy = batcher.submit(["hold the worker"], "query", 32, then=lambda _: release.wait(30))
+    while not busy.running():  # the worker has taken the first job and sits in its follow-up
+        pass
+    waiting = [batcher.submit([f"q{i}"], "query", 32) for i in range(2)]
+    with pytest.raises(Overloaded, match="2 requests are already waiting"):
+        batcher.submit(["one too many"], "query", 32)
+    release.set()
+    assert all(f.result(timeout=30).embeddings.shape == (1, encoder.dim) for f in waiting)
     batcher.close()
