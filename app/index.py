@@ -147,9 +147,6 @@ class SearchIndex:
     def __contains__(self, doc_id: str) -> bool:
         return doc_id in self._slot_of
 
-    def ids(self) -> set[str]:
-        return set(self._slot_of)
-
     def _allowed_slots(self, languages: Iterable[str] | None, filters: dict | None) -> set[int] | None:
         """Slots a search may return, or None for all of them."""
         allowed: set[int] | None = None

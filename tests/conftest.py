@@ -65,6 +65,11 @@ def copy_index(source: Path, folder: Path) -> Path:
     return index_dir
 
 
+def writable_server_env(model: Path, index: Path, folder: Path, **settings: str) -> dict[str, str]:
+    """Server settings for the tiny model on a private, writable copy of an index, plus ``SEARCH_*`` extras."""
+    return {"SEARCH_MODEL_DIR": str(model), "SEARCH_INDEX_DIR": str(copy_index(index, folder)), **settings}
+
+
 @pytest.fixture
 def writable_index(tiny_index: Path, tmp_path: Path) -> Path:
     return copy_index(tiny_index, tmp_path)

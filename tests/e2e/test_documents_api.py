@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import copy_index, running_server
+from tests.conftest import running_server, writable_server_env
 
 pytestmark = pytest.mark.e2e
 WRITE = {"Authorization": "Bearer write-key"}
@@ -16,13 +16,14 @@ WRITE = {"Authorization": "Bearer write-key"}
 
 @pytest.fixture(scope="module")
 def server(tiny_model: Path, tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {
-        "SEARCH_MODEL_DIR": str(tiny_model),
-        "SEARCH_INDEX_DIR": str(copy_index(tiny_index, tmp_path_factory.mktemp("docs"))),
-        "SEARCH_WRITE_API_KEYS": "write-key,other-write-key",
-        "SEARCH_MAX_DOCUMENTS_PER_REQUEST": "8",
-        "SEARCH_MAX_DOCUMENT_CHARS": "500",
-    }
+    env = writable_server_env(
+        tiny_model,
+        tiny_index,
+        tmp_path_factory.mktemp("docs"),
+        SEARCH_WRITE_API_KEYS="write-key,other-write-key",
+        SEARCH_MAX_DOCUMENTS_PER_REQUEST="8",
+        SEARCH_MAX_DOCUMENT_CHARS="500",
+    )
     with running_server(env) as base:
         yield base
 

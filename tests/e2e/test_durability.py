@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import copy_index, running_server, start_server, stop_server
+from tests.conftest import running_server, start_server, stop_server, writable_server_env
 
 pytestmark = pytest.mark.e2e
 KEY = {"Authorization": "Bearer k"}
@@ -55,12 +55,7 @@ class Writer(threading.Thread):
 
 
 def test_acknowledged_writes_survive_kill_9(tiny_model: Path, tiny_index: Path, tmp_path: Path) -> None:
-    env = {
-        "SEARCH_MODEL_DIR": str(tiny_model),
-        "SEARCH_INDEX_DIR": str(copy_index(tiny_index, tmp_path)),
-        "SEARCH_WRITE_API_KEYS": "k",
-        "SEARCH_SNAPSHOT_EVERY": "5",
-    }
+    env = writable_server_env(tiny_model, tiny_index, tmp_path, SEARCH_WRITE_API_KEYS="k", SEARCH_SNAPSHOT_EVERY="5")
     process, base = start_server(env)
     base_size = httpx.get(f"{base}/ready").json()["index_size"]
     writers = [Writer(base, f"w{i}") for i in range(3)]

@@ -13,19 +13,20 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.conftest import copy_index, running_server
+from tests.conftest import running_server, writable_server_env
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tiny_model: Path, tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {
-        "SEARCH_MODEL_DIR": str(tiny_model),
-        "SEARCH_INDEX_DIR": str(copy_index(tiny_index, tmp_path_factory.mktemp("fuzz"))),
-        "SEARCH_WRITE_API_KEYS": "fuzz-key",
-        "SEARCH_SNAPSHOT_EVERY": "20",
-    }
+    env = writable_server_env(
+        tiny_model,
+        tiny_index,
+        tmp_path_factory.mktemp("fuzz"),
+        SEARCH_WRITE_API_KEYS="fuzz-key",
+        SEARCH_SNAPSHOT_EVERY="20",
+    )
     with running_server(env) as base:
         yield base
 
