@@ -60,27 +60,28 @@ class BatchStats:
 
 
 class QueryCache:
-    """LRU map query text -> (embedding, token count). Used by the worker thread only, so it needs no lock."""
+    """LRU map (query text, token limit) -> (embedding, full token count). Used by the worker thread only, so it
+    needs no lock."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, int], tuple[np.ndarray, int]] = OrderedDict()
         self.hits = self.misses = 0
 
-    def get(self, text: str) -> tuple[np.ndarray, int] | None:
-        item = self._items.get(text)
+    def get(self, key: tuple[str, int]) -> tuple[np.ndarray, int] | None:
+        item = self._items.get(key)
         if item is None:
             self.misses += 1
             return None
-        self._items.move_to_end(text)
+        self._items.move_to_end(key)
         self.hits += 1
         return item
 
-    def put(self, text: str, vector: np.ndarray, token_count: int) -> None:
+    def put(self, key: tuple[str, int], vector: np.ndarray, token_count: int) -> None:
         if self.capacity <= 0:
             return
-        self._items[text] = (vector, token_count)
-        self._items.move_to_end(text)
+        self._items[key] = (vector, token_count)
+        self._items.move_to_end(key)
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
@@ -160,24 +161,29 @@ class EncodeBatcher:
 
     def _run(self, jobs: list[_Job]) -> None:
         # 1. Tokenize each distinct text that is not cached: one tokenizer call per kind.
-        cached: dict[str, tuple[np.ndarray, int]] = {}
+        # The cache key holds the token limit too: an over-long text's embedding depends on where it was cut.
+        cached: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
         encodings: dict[tuple[str, str], Encoding] = {}
         for kind in ("query", "passage"):
             texts = {text for job in jobs if job.kind == kind for text in job.texts}
             if kind == "query":
-                cached.update((t, hit) for t in texts if (hit := self.cache.get(t)) is not None)
-                texts -= cached.keys()
+                keys = {(text, job.max_tokens) for job in jobs if job.kind == kind for text in job.texts}
+                cached.update((key, hit) for key in keys if (hit := self.cache.get(key)) is not None)
+                texts = {text for text, _ in keys - cached.keys()}
             fresh = sorted(texts)
             encodings.update(zip(((kind, t) for t in fresh), self.encoder.encodings(fresh, kind), strict=True))
 
         def is_cached(job: _Job, text: str) -> bool:
-            return job.kind == "query" and text in cached
+            return job.kind == "query" and (text, job.max_tokens) in cached
 
         # 2. Refuse over-long texts per job; collect the rows to encode (identical texts are encoded once).
         accepted: list[tuple[_Job, list[int]]] = []
         rows: dict[tuple[str, str, int], list[int]] = {}
         for job in jobs:
-            counts = [cached[t][1] if is_cached(job, t) else len(encodings[(job.kind, t)].ids) for t in job.texts]
+            counts = [
+                cached[(t, job.max_tokens)][1] if is_cached(job, t) else len(encodings[(job.kind, t)].ids)
+                for t in job.texts
+            ]
             too_long = [i for i, n in enumerate(counts) if n > job.max_tokens]
             if too_long and not job.truncate:
                 first = too_long[0]
@@ -198,12 +204,13 @@ class EncodeBatcher:
         # 3. Encode, remember query embeddings, answer each job (running its follow-up).
         keys = list(rows)
         computed = dict(zip(keys, self._encode_rows([rows[k] for k in keys]), strict=True))
-        for (kind, text, _), vector in computed.items():
+        for (kind, text, limit), vector in computed.items():
             if kind == "query":
-                self.cache.put(text, vector, len(encodings[(kind, text)].ids))
+                self.cache.put((text, limit), vector, len(encodings[(kind, text)].ids))
         for job, counts in accepted:
             vectors = [
-                cached[t][0] if is_cached(job, t) else computed[(job.kind, t, job.max_tokens)] for t in job.texts
+                cached[(t, job.max_tokens)][0] if is_cached(job, t) else computed[(job.kind, t, job.max_tokens)]
+                for t in job.texts
             ]
             encoded = Encoded(np.stack(vectors), counts)
             try:

@@ -86,9 +86,12 @@ def test_repeated_queries_come_from_the_cache_and_keep_their_limits(encoder: Onn
     batcher.submit([long], "query", 32, truncate=True).result(timeout=30)
     with pytest.raises(TooLong):  # cached, but still too long for a request that did not ask to truncate
         batcher.submit([long], "query", 32).result(timeout=30)
+    cut_at_32 = batcher.submit([long], "query", 32, truncate=True).result(timeout=30).embeddings[0]
+    cut_at_16 = batcher.submit([long], "query", 16, truncate=True).result(timeout=30).embeddings[0]
+    assert not np.array_equal(cut_at_16, cut_at_32)  # another cut is another embedding, not a cache hit
     for text in ("a", "b", "c"):  # capacity 2: the oldest entries go
         batcher.submit([text], "query", 32).result(timeout=30)
-    assert batcher.cache.get("Warschau") is None
+    assert batcher.cache.get(("Warschau", 32)) is None
     before = len(calls)
     batcher.submit(["a"], "passage", 32).result(timeout=30)  # passages are never served from the cache
     assert len(calls) == before + 1
