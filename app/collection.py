@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.index import Document, Hit, ReadOnlyIndex, SearchIndex
+from app.index import HNSW_READ_ONLY, Document, Hit, ReadOnlyIndex, SearchIndex
 from app.wal import WriteAheadLog, decode_vector, encode_vector, read_records
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Collection:
         self.wal: WriteAheadLog | None = None
         self.read_only_reason: str | None = None
         if not self.index.writable:
-            self.read_only_reason = "the index is HNSW, which cannot delete; rebuild it with --index-type flat"
+            self.read_only_reason = HNSW_READ_ONLY
         else:
             try:
                 self.wal = WriteAheadLog(path)

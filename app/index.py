@@ -72,6 +72,9 @@ def _new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss
     return faiss.IndexFlatIP(dim)
 
 
+HNSW_READ_ONLY = "an HNSW index cannot delete or replace documents; rebuild it with --index-type flat"
+
+
 class ReadOnlyIndex(RuntimeError):
     """The index cannot take writes (an HNSW graph cannot delete; the message says what to do)."""
 
@@ -210,7 +213,7 @@ class SearchIndex:
 
     def _require_writable(self) -> None:
         if not self.writable:
-            raise ReadOnlyIndex("an HNSW index cannot delete or replace documents; rebuild it with --index-type flat")
+            raise ReadOnlyIndex(HNSW_READ_ONLY)
 
     def _rows(self) -> tuple[np.ndarray, list[Document]]:
         """Vectors and documents in slot order (the on-disk layout)."""

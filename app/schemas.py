@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 # Ids travel in URL paths: printable, no whitespace or control characters, at most 256 characters.
-DocumentId = Annotated[str, StringConstraints(pattern=r"^[^\s\x00-\x1f\x7f]{1,256}$")]
+DOCUMENT_ID_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,256}$"
+DocumentId = Annotated[str, StringConstraints(pattern=DOCUMENT_ID_PATTERN)]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
 FilterValue = str | int | float | bool
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]

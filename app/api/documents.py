@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.api.deps import get_engine, get_settings, require_read_key, require_write_key, wait_for
 from app.engine import InvalidQuery
 from app.index import Document
-from app.schemas import DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
+from app.schemas import DOCUMENT_ID_PATTERN, DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
 
 router = APIRouter(tags=["documents"])
 WRITE_ERRORS = {
@@ -20,7 +20,7 @@ WRITE_ERRORS = {
     422: {"description": "invalid documents"},
     503: {"description": "not ready or overloaded"},
 }
-PathId = Path(description="document id", pattern=r"^[^\s\x00-\x1f\x7f]{1,256}$")
+PathId = Path(description="document id", pattern=DOCUMENT_ID_PATTERN)
 
 
 @router.post(
