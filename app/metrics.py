@@ -51,13 +51,22 @@ class Metrics:
         )
         self.cache_misses = Gauge("search_query_cache_misses", "query embeddings computed", registry=self.registry)
 
+    def refresh(self, engine: SearchEngine) -> None:
+        """Gauges that mirror engine state: set when /metrics is scraped, not on every request."""
+        if engine.ready and engine.collection is not None and engine.batcher is not None:
+            self.ready.set(1)
+            self.index_documents.set(engine.collection.size)
+            self.queue_depth.set(engine.batcher.depth)
+            self.cache_hits.set(engine.batcher.cache.hits)
+            self.cache_misses.set(engine.batcher.cache.misses)
+
 
 class RecordMetrics:
     """Counts and times requests by route template and status. Plain ASGI: Starlette's BaseHTTPMiddleware would
     add a task group and a stream per request (measured: a large share of the per-request CPU under load)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, engine: SearchEngine) -> None:
-        self.app, self.metrics, self.engine = app, metrics, engine
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,13 +87,3 @@ class RecordMetrics:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
-            self._gauges()
-
-    def _gauges(self) -> None:
-        engine, metrics = self.engine, self.metrics
-        if engine.ready and engine.collection is not None and engine.batcher is not None:
-            metrics.ready.set(1)
-            metrics.index_documents.set(engine.collection.size)
-            metrics.queue_depth.set(engine.batcher.depth)
-            metrics.cache_hits.set(engine.batcher.cache.hits)
-            metrics.cache_misses.set(engine.batcher.cache.misses)

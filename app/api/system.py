@@ -35,5 +35,6 @@ def ready(request: Request, response: Response) -> Readiness:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    metrics = request.app.state.metrics
+    metrics.refresh(get_engine(request))
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
