@@ -134,10 +134,17 @@ def test_oversized_bodies_get_413_declared_or_streamed(tiny_model: Path, tiny_in
 
 
 def test_request_timeout_gives_504(tiny_model: Path, tiny_index: Path) -> None:
-    env = {"SEARCH_MODEL_DIR": str(tiny_model), "SEARCH_INDEX_DIR": str(tiny_index), "SEARCH_REQUEST_TIMEOUT_S": "1e-6"}
+    # The batcher waits 3 s for companions before each model call, so a 0.5 s timeout always expires first
+    # (a tiny timeout alone raced the tiny model, which can answer within one event-loop turn).
+    env = {
+        "SEARCH_MODEL_DIR": str(tiny_model),
+        "SEARCH_INDEX_DIR": str(tiny_index),
+        "SEARCH_REQUEST_TIMEOUT_S": "0.5",
+        "SEARCH_BATCH_WAIT_MS": "3000",
+    }
     with running_server(env) as base:
-        answer = httpx.post(f"{base}/search", json={"query": "anything"})
-        assert answer.status_code == 504 and "request timeout" in answer.json()["detail"]
+        answer = httpx.post(f"{base}/search", json={"query": "anything"}, timeout=10)
+        assert answer.status_code == 504 and "0.5 s request timeout" in answer.json()["detail"]
 
 
 def test_over_long_query_is_truncated_only_when_asked(server: str) -> None:
