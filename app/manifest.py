@@ -44,6 +44,8 @@ class ModelManifest(BaseModel):
     default_variant: Variant = "fp32"
     parity: dict = Field(default_factory=dict)
     created_at: str = ""
+    base_model: dict | None = Field(None, description="with a merged adapter: the base's source and weights sha256")
+    adapter: dict | None = Field(None, description="a LoRA adapter merged into the base: path, sha256, rank, targets")
 
     def onnx_path(self, model_dir: Path, variant: Variant) -> Path:
         relative = self.onnx_fp32 if variant == "fp32" else self.onnx_int8

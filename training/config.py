@@ -44,6 +44,13 @@ class TrainConfig:
     # Frozen word embeddings: the 250k x 384 table is 81 % of the weights; updating it densely costs more than the
     # whole forward/backward on 2 cores, and languages unseen in training (el, vi) keep their aligned embeddings.
     freeze_embeddings: bool = True
+    # LoRA (peft): rank 0 = full fine-tuning. With LoRA the whole base stays frozen and only rank-r updates of the
+    # targeted projections train; the adapter is saved in peft's layout and merged into the base at export.
+    lora_rank: int = 0
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    adapter_dir: str = ""  # LoRA runs: where the best adapter is written too (always: <final model>/adapter)
     lr: float = 3e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -66,6 +73,20 @@ class TrainConfig:
     @property
     def final_model_dir(self) -> Path:
         return Path(self.output_dir) / self.run_name
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.lora_rank > 0
+
+    def check(self) -> TrainConfig:
+        """Settings that are valid one by one but not together."""
+        if self.lora_rank < 0:
+            raise ConfigError(f"lora_rank must be 0 (full fine-tuning) or positive, got {self.lora_rank}")
+        if self.uses_lora and not self.freeze_embeddings:
+            raise ConfigError("LoRA keeps the whole base frozen, word embeddings included: set freeze_embeddings true")
+        if self.adapter_dir and not self.uses_lora:
+            raise ConfigError("adapter_dir is only for LoRA runs (lora_rank > 0)")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,7 +137,7 @@ def build_config(config_file: Path | None, overrides: dict[str, Any]) -> TrainCo
     unknown = sorted(set(values) - set(hints))
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(hints)}")
-    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()}).check()
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:
@@ -147,5 +168,6 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 def config_digest(config: TrainConfig) -> str:
     """Settings that must match for a checkpoint to be resumed (everything but bookkeeping)."""
-    keep = {k: v for k, v in config.to_dict().items() if k not in ("resume", "export_onnx", "threads")}
+    bookkeeping = ("resume", "export_onnx", "threads", "adapter_dir")
+    keep = {k: v for k, v in config.to_dict().items() if k not in bookkeeping}
     return json.dumps(keep, sort_keys=True)

@@ -8,7 +8,11 @@ Writes into the model folder (``--out``, default: the source folder):
 - ``onnx/model.int8.onnx``: dynamic int8 (per-channel MatMul weights; the FFN down-projections of layers 3-5, where
   ORT's quantisation does most of its damage to cross-lingual alignment, stay fp32). It becomes the service default
   only if it keeps top-10 retrieval overlap >= ``--min-top10-overlap`` with fp32 on a multilingual sample.
-- ``manifest.json``: dim, pooling, prefixes, max length, source, fingerprint and the parity figures.
+- ``manifest.json``: dim, pooling, prefixes, max length, source, fingerprint and the parity figures; with
+  ``--adapter``, the base model's weights checksum and the adapter's.
+
+    python -m training.export --model models/multilingual-e5-small --adapter models/adapters/<name> \
+        --out models/<served-name>
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import torch
 
 from app.encoder import OnnxEncoder
 from app.manifest import MODEL_MANIFEST, ModelManifest, sha256_file, write_json_atomic
-from training.model import LoadedEncoder, load_encoder
+from training.lora import adapter_record, merge_adapter
+from training.model import LoadedEncoder, load_encoder, save_hf_folder
 
 log = logging.getLogger("training.export")
 
@@ -64,16 +69,6 @@ class GateSample:
 def _read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
-
-def save_hf_folder(loaded: LoadedEncoder, out: Path) -> None:
-    """Make ``out`` a complete HF folder (weights + fast tokenizer) unless it already is the source."""
-    out.mkdir(parents=True, exist_ok=True)
-    if Path(loaded.source).resolve() != out.resolve():
-        loaded.encoder.backbone.save_pretrained(out)
-        loaded.tokenizer.save_pretrained(out)
-    if not (out / "tokenizer.json").is_file():
-        raise ValueError(f"{loaded.source} has no fast tokenizer (tokenizer.json); the service needs one")
 
 
 def export_fp32(loaded: LoadedEncoder, path: Path, opset: int = OPSET) -> None:
@@ -175,10 +170,21 @@ def export_model(
     min_top10_overlap: float = 0.9,
     int8: bool = True,
     int8_fp32_layers: tuple[int, ...] = INT8_FP32_LAYERS,
+    adapter: Path | None = None,
 ) -> ModelManifest:
+    """Export ``source`` (or, with ``adapter``, ``source`` with that LoRA adapter merged in) into ``out``."""
     started = time.perf_counter()
     out = Path(out or source)
     loaded = load_encoder(source, max_length=max_length)
+    base_record = adapter_info = None
+    if adapter is not None:
+        if Path(source).resolve() == out.resolve():
+            raise ValueError(f"merging an adapter would overwrite the base model in {out}; choose another --out")
+        base_weights = Path(source) / "model.safetensors"
+        base_record = {"source": str(source), "sha256": sha256_file(base_weights) if base_weights.is_file() else None}
+        adapter_info = adapter_record(adapter)
+        merge_adapter(loaded, adapter)
+        log.info("merged adapter %s (sha256 %s) into %s", adapter, adapter_info["sha256"][:12], source)
     save_hf_folder(loaded, out)
     sample = sample or GateSample.from_files(
         DEMO_DIR / "queries.jsonl", DEMO_DIR / "corpus.jsonl", "en", GATE_QUERIES, GATE_PASSAGES
@@ -198,6 +204,8 @@ def export_model(
         max_length=loaded.max_length,
         onnx_int8=None,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        base_model=base_record,
+        adapter=adapter_info,
     )
     fp32 = OnnxEncoder(out, "fp32", runtime="cpu", manifest=manifest)
     parity_texts = sample.queries[:16] + sample.passages[:: max(1, len(sample.passages) // 48)]
@@ -232,7 +240,8 @@ def export_model(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Export an encoder to ONNX fp32 + int8 with parity gates.")
-    parser.add_argument("--model", required=True, help="hub id or local HF folder")
+    parser.add_argument("--model", required=True, help="hub id or local HF folder (the base, with --adapter)")
+    parser.add_argument("--adapter", type=Path, help="peft LoRA adapter folder to merge into --model before export")
     parser.add_argument("--out", type=Path, help="model folder to write (default: --model when it is a folder)")
     parser.add_argument("--name", help="model name in the manifest (default: folder name)")
     parser.add_argument("--query-prefix", default="query: ")
@@ -257,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
     if args.out is None and not Path(args.model).is_dir():
         parser.error("--out is required when --model is a hub id")
+    if args.adapter is not None and args.out is None:
+        parser.error("--out is required with --adapter (the merged model must not overwrite its base)")
     sample = GateSample.from_files(
         args.gate_queries, args.gate_corpus, args.gate_query_lang, GATE_QUERIES, GATE_PASSAGES
     )
@@ -273,8 +284,9 @@ def main(argv: list[str] | None = None) -> None:
             args.min_top10_overlap,
             not args.no_int8,
             tuple(args.int8_fp32_layers),
+            args.adapter,
         )
-    except ParityError as exc:
+    except (ParityError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"export failed: {exc}") from exc
     print(json.dumps(manifest.parity, indent=2))
 

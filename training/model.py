@@ -60,12 +60,13 @@ class LoadedEncoder:
         """Embeddings in input order; batches hold texts of similar length so little time goes on padding."""
         self.encoder.eval()
         out = torch.empty(len(texts), self.encoder.backbone.config.hidden_size)
+        device = next(self.encoder.parameters()).device
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc=progress, disable=progress is None):
             rows = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in rows], prefix)
-            out[rows] = self.encoder(batch["input_ids"], batch["attention_mask"])
+            out[rows] = self.encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device)).cpu()
         return out
 
 
@@ -79,3 +80,13 @@ def load_encoder(name_or_path: str | Path, max_length: int | None = None, normal
         int(getattr(backbone.config, "max_position_embeddings", 512)),
     )
     return LoadedEncoder(SentenceEncoder(backbone, normalize), tokenizer, source, limit)
+
+
+def save_hf_folder(loaded: LoadedEncoder, out: Path) -> None:
+    """Make ``out`` a complete HF folder (weights + fast tokenizer) unless it already is the source."""
+    out.mkdir(parents=True, exist_ok=True)
+    if Path(loaded.source).resolve() != out.resolve():
+        loaded.encoder.backbone.save_pretrained(out)
+        loaded.tokenizer.save_pretrained(out)
+    if not (out / "tokenizer.json").is_file():
+        raise ValueError(f"{loaded.source} has no fast tokenizer (tokenizer.json); the service needs one")

@@ -26,7 +26,8 @@ import torch.distributed as dist
 
 from training.config import ConfigError, TrainConfig, build_config, parse_overrides
 from training.data import DataError, load_data
-from training.model import load_encoder
+from training.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, merge_adapter
+from training.model import load_encoder, save_hf_folder
 from training.plots import plot_loss_curve
 from training.trainer import Trainer
 
@@ -43,29 +44,61 @@ def init_distributed() -> None:
 
 
 def finish(config: TrainConfig, trainer: Trainer, summary: dict) -> Path:
-    """Best checkpoint -> models/<run-name> as a HF folder, exported to ONNX with the parity gates."""
-    from training.export import export_model
+    """Best checkpoint -> models/<run-name> as a HF folder, exported to ONNX with the parity gates.
 
+    LoRA runs also keep the adapter itself (peft layout) in models/<run-name>/adapter (and in ``adapter_dir``
+    when set); the HF folder and the ONNX graphs hold the base with the adapter merged in.
+    """
     out = config.final_model_dir
     source = trainer.best_dir if trainer.best_dir.is_dir() else None
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if source is not None:
+    if source is None:  # no dev data: the last weights are the result
+        source = config.run_dir / "last"
+        shutil.rmtree(source, ignore_errors=True)
+        trainer.model.backbone.save_pretrained(source)
+        trainer.loaded.tokenizer.save_pretrained(source)
+    if config.uses_lora:
+        shutil.rmtree(out, ignore_errors=True)
+        adapter = copy_adapter(source, out / "adapter")
+        if config.adapter_dir:
+            copy_adapter(source, Path(config.adapter_dir))
+            summary["adapter_dir"] = config.adapter_dir
+        if not config.export_onnx:
+            save_hf_folder(merge_adapter(load_encoder(config.model), adapter), out)
+    else:
+        adapter = None
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source, tmp)
-    else:  # no dev data: the last weights are the result
-        trainer.model.backbone.save_pretrained(tmp)
-        trainer.loaded.tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
     if config.export_onnx:
+        from training.export import export_model  # ONNX tooling (and the app's pydantic) only when exporting
+
         manifest = export_model(
-            out, name=config.run_name, query_prefix=config.query_prefix, passage_prefix=config.passage_prefix
+            config.model if adapter else out,
+            out,
+            name=config.run_name,
+            query_prefix=config.query_prefix,
+            passage_prefix=config.passage_prefix,
+            adapter=adapter,
         )
         summary["export"] = manifest.parity
     plot = plot_loss_curve(trainer.metrics_path, config.run_dir / "loss.png", f"{config.run_name} ({config.strategy})")
     summary.update({"model_dir": str(out), "loss_plot": str(plot)})
     (config.run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return out
+
+
+def copy_adapter(source: Path, dest: Path) -> Path:
+    """The adapter files of a saved peft model folder -> ``dest`` (written beside it, then renamed into place)."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        shutil.copyfile(source / name, tmp / name)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
 
 
 def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from training.config import TrainConfig, config_digest, save_config
 from training.data import ParallelData
+from training.lora import wrap_with_lora
 from training.loss import info_nce
 from training.model import LoadedEncoder
 from training.samplers import Batch, BatchSampler
@@ -72,6 +73,10 @@ class Trainer:
         self.model = loaded.encoder.to(self.device)
         if config.freeze_embeddings:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
+        if config.uses_lora:
+            self.model.backbone = wrap_with_lora(
+                self.model.backbone, config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_targets
+            )
         self.module: torch.nn.Module = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.distributed
@@ -251,7 +256,7 @@ class Trainer:
             tmp.mkdir(parents=True)
             torch.save(
                 {
-                    "model": self.model.state_dict(),
+                    "model": self._trainable_state(),
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
                     "state": self.state.__dict__,
@@ -275,6 +280,25 @@ class Trainer:
         if self.distributed:
             dist.barrier()
 
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint must hold: everything for full fine-tuning, only the adapter's weights for LoRA."""
+        state = self.model.state_dict()
+        if not self.config.uses_lora:
+            return state
+        trainable = {name for name, parameter in self.model.named_parameters() if parameter.requires_grad}
+        return {name: value for name, value in state.items() if name in trainable}
+
+    def _load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        result = self.model.load_state_dict(state, strict=not self.config.uses_lora)
+        if self.config.uses_lora:
+            trainable = {name for name, parameter in self.model.named_parameters() if parameter.requires_grad}
+            missing = trainable & set(result.missing_keys)
+            if missing or result.unexpected_keys:
+                raise RuntimeError(
+                    f"checkpoint does not fit the LoRA model: missing {sorted(missing)[:3]}, "
+                    f"unexpected {sorted(result.unexpected_keys)[:3]}"
+                )
+
     def load_checkpoint(self) -> bool:
         path = self.checkpoint_dir / "state.pt"
         if not path.is_file():
@@ -285,7 +309,7 @@ class Trainer:
                 f"checkpoint in {self.checkpoint_dir} was made with other settings; use another run_name, "
                 "delete the run folder, or set --resume false"
             )
-        self.model.load_state_dict(saved["model"])
+        self._load_trainable_state(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.state = TrainState(**saved["state"])
