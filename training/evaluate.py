@@ -38,6 +38,26 @@ class RetrievalSet:
     candidate_lang: list[str] = field(default_factory=list)
     answer: dict[tuple[str, str], int] = field(default_factory=dict)  # (qid, lang) -> candidate index
 
+    def translation_groups(self) -> np.ndarray:
+        """A group id per candidate: the answer sentences of one question in every language form one group
+        (merged when a sentence answers several questions); every other sentence is a group of its own, because
+        XQuAD-R splits the translations of a paragraph into different numbers of sentences."""
+        parent = list(range(len(self.candidates)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        answers_by_question: dict[str, list[int]] = {}
+        for (qid, _), index in self.answer.items():
+            answers_by_question.setdefault(qid, []).append(index)
+        for indices in answers_by_question.values():
+            for index in indices[1:]:
+                parent[root(index)] = root(indices[0])
+        return np.array([root(i) for i in range(len(self.candidates))])
+
     @property
     def question_ids(self) -> list[str]:
         """Ids that have an answer sentence in every language (the parallel questions)."""
@@ -86,19 +106,23 @@ class OnnxEmbedder:
 
 
 class TorchEmbedder:
+    """A torch model, on the GPU when there is one (evaluation during recipe sweeps)."""
+
     def __init__(self, model: str, query_prefix: str, passage_prefix: str, batch_size: int = 64) -> None:
+        import torch
+
         from training.model import load_encoder
 
         self.loaded = load_encoder(model)
+        if torch.cuda.is_available():
+            self.loaded.encoder.to("cuda")
         self.name = f"{model} (torch)"
         self.prefixes = {"query": query_prefix, "passage": passage_prefix}
         self.batch_size = batch_size
 
     def encode(self, texts: list[str], kind: str) -> np.ndarray:
-        from app.encoder import PLURAL
-
-        embeddings = self.loaded.embed(texts, self.prefixes[kind], self.batch_size, f"encoding {PLURAL[kind]}")
-        return embeddings.numpy()
+        label = {"query": "encoding queries", "passage": "encoding passages"}[kind]
+        return self.loaded.embed(texts, self.prefixes[kind], self.batch_size, label).numpy()
 
 
 def make_embedder(
@@ -107,6 +131,23 @@ def make_embedder(
     if (Path(model) / "manifest.json").is_file():
         return OnnxEmbedder(Path(model), variant)
     return TorchEmbedder(model, query_prefix, passage_prefix)
+
+
+GROUP_DEPTH = 500  # candidates looked at to find a query's first 10 translation groups
+
+
+def first_hits(order: np.ndarray, relevant: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """Per query (rows of ``order``, candidates best first): is any relevant candidate at rank 1 / in the top 10,
+    and is the answer's translation group among the first 10 groups (one slot per group, as grouped results
+    show it)?"""
+    top10 = order[:, :10]
+    hit = top10[:, :, None] == relevant[:, None, :]
+    answer_group = groups[relevant[:, 0]]
+    grouped = np.zeros(len(order), dtype=bool)
+    for row, candidates in enumerate(groups[order]):
+        _, first = np.unique(candidates, return_index=True)
+        grouped[row] = answer_group[row] in candidates[np.sort(first)[:10]]
+    return {"hit1": hit[:, 0].any(axis=1), "hit10": hit.any(axis=(1, 2)), "group_hit10": grouped}
 
 
 def evaluate(embedder: Embedder, data: RetrievalSet, chunk: int = 256) -> dict:
@@ -120,6 +161,8 @@ def evaluate(embedder: Embedder, data: RetrievalSet, chunk: int = 256) -> dict:
     multi_ranks: list[np.ndarray] = []
     per_lang_ranks: dict[tuple[str, str], list[np.ndarray]] = {(x, y): [] for x in langs for y in langs}
     own_language_top10: list[float] = []
+    hits: dict[str, list[np.ndarray]] = {"hit1": [], "hit10": [], "group_hit10": []}
+    groups = data.translation_groups()
     for x in langs:
         text_by_id = dict(data.questions[x])
         queries = embedder.encode([text_by_id[i] for i in ids], "query")
@@ -132,8 +175,10 @@ def evaluate(embedder: Embedder, data: RetrievalSet, chunk: int = 256) -> dict:
             for j, y in enumerate(langs):
                 within = ranks_of(scores[:, lang_rows[y]], rel_scores[:, j : j + 1])
                 per_lang_ranks[(x, y)].append(within)
-            top10 = np.argsort(-scores, axis=1)[:, :10]
-            own_language_top10.extend((candidate_lang[top10] == x).mean(axis=1))
+            order = np.argsort(-scores, axis=1)[:, :GROUP_DEPTH]
+            own_language_top10.extend((candidate_lang[order[:, :10]] == x).mean(axis=1))
+            for key, values in first_hits(order, rel, groups).items():
+                hits[key].append(values)
     multi = np.concatenate(multi_ranks)
     pair = {key: np.concatenate(value) for key, value in per_lang_ranks.items()}
     matrix = {x: {y: float(average_precision(pair[(x, y)]).mean()) for y in langs} for x in langs}
@@ -156,6 +201,7 @@ def evaluate(embedder: Embedder, data: RetrievalSet, chunk: int = 256) -> dict:
         "languages": langs,
         "rank_distance": float(rank_distance(multi).mean()),
         "own_language_share_top10": float(np.mean(own_language_top10)),
+        **{f"multi_{key}": float(np.concatenate(values).mean()) for key, values in hits.items()},
         "map_matrix": matrix,
         "seconds": round(time.perf_counter() - started, 1),
     }
