@@ -49,7 +49,9 @@ class TrainConfig:
     lora_rank: int = 0
     lora_alpha: float = 32.0
     lora_dropout: float = 0.0
-    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["query", "key", "value", "output.dense", "intermediate.dense"]
+    )  # every attention and feed-forward projection of every layer (training/lora.py)
     adapter_dir: str = ""  # LoRA runs: where the best adapter is written too (always: <final model>/adapter)
     lr: float = 3e-5
     weight_decay: float = 0.01

@@ -17,8 +17,9 @@ from training.model import LoadedEncoder
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # BERT-type module names: attention.self.{query,key,value}, attention.output.dense, intermediate.dense and
-# output.dense; "dense" matches the last three (the model is loaded without its pooler).
-DEFAULT_TARGETS = ("query", "key", "value", "dense")
+# output.dense (peft matches name suffixes, so "output.dense" is both output projections). Not plain "dense": that
+# would also match pooler.dense, which a peft user's AutoModel has and this project's encoder does not.
+DEFAULT_TARGETS = ("query", "key", "value", "output.dense", "intermediate.dense")
 
 
 def wrap_with_lora(
