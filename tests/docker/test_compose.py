@@ -79,7 +79,7 @@ def stack(default_model: Path, demo_index: Path) -> Iterator[tuple[str, dict]]:
 def test_multilingual_search_through_the_published_port(stack: tuple[str, dict]) -> None:
     base, _ = stack
     ready = httpx.get(f"{base}/ready", timeout=10).json()
-    assert ready["ready"] and ready["index_size"] == 2640 and ready["model"] == "multilingual-e5-small"
+    assert ready["ready"] and ready["index_size"] == 2640 and ready["model"] == "multilingual-e5-small-hybrid"
     answer = httpx.post(f"{base}/search", json={"query": "Wie viele Grammys gewann Lady Gaga?", "top_k": 5}, timeout=30)
     assert answer.status_code == 200, answer.text
     ids = [r["id"] for r in answer.json()["results"]]
