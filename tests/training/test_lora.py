@@ -57,7 +57,7 @@ def test_wrapping_trains_only_the_low_rank_updates_of_every_projection(tiny_mode
 
 
 def test_targets_that_match_nothing_are_an_error(tiny_model: Path) -> None:
-    with pytest.raises(ValueError, match="match no module|not found"):
+    with pytest.raises(ValueError, match=r"match no module|not found"):
         wrap_with_lora(load_encoder(tiny_model).encoder.backbone, 4, 8, 0.0, ["no_such_projection"])
 
 

@@ -1,0 +1,117 @@
+"""The served default model's figures on the XQuAD-R test articles, through the ONNX graphs that are served.
+
+    python benchmarks/default_model_report.py              # after `make models`; ~15 min on 2 cores
+
+Writes ``docs/results/default-model.json`` (fp32 and int8 of the served default, the chosen recipe's three seeds
+from ``docs/results/adapter-sweep.json``) and the adapter's reference figures on a fixed slice of the test
+articles (``models/adapters/<name>/reference_slice.json``), which ``tests/training/test_default_adapter.py`` checks
+after merging and exporting the adapter again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.manifest import load_model_manifest  # noqa: E402
+from training.data import load_split_titles  # noqa: E402
+from training.default_model import DEFAULT_ADAPTER, DEFAULT_SERVED  # noqa: E402
+from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set, plot_matrix  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+XQUAD = DATA / "xquad-r"
+SPLIT_FILE = DATA / "splits" / "xquad-r-articles.json"
+LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
+ZERO_SHOT = ["el", "vi"]  # never in the adapter's training data
+SLICE_ARTICLES = 2  # the first test articles of the split file: the reference slice
+SUMMARY_KEYS = (
+    "mono_map",
+    "cross_map",
+    "multi_map",
+    "rank_distance",
+    "own_language_top10",
+    "multi_hit1",
+    "multi_hit10",
+    "multi_group_hit10",
+)
+
+
+def summary(result: dict) -> dict:
+    """The figures the issue names, under the names of default-model.json."""
+    figures = {key: result[key] for key in SUMMARY_KEYS if key in result}
+    figures["own_language_top10"] = result.get("own_language_top10", result.get("own_language_share_top10"))
+    matrix, langs = result["map_matrix"], result["languages"]
+    figures["per_language_mono_map"] = {x: matrix[x][x] for x in langs}
+    # as the query language: mean X->Y mAP over the other ten candidate languages
+    figures["per_language_cross_map"] = {x: float(np.mean([matrix[x][y] for y in langs if y != x])) for x in langs}
+    return json.loads(json.dumps(figures), parse_float=lambda text: round(float(text), 4))
+
+
+def slice_titles() -> list[str]:
+    return json.loads(SPLIT_FILE.read_text(encoding="utf-8"))["test"][:SLICE_ARTICLES]
+
+
+def slice_figures(embedder: Embedder) -> dict:
+    """mono / cross / multi mAP and rank distance on the reference slice (all 11 languages)."""
+    result = evaluate(embedder, load_retrieval_set(XQUAD, LANGUAGES, set(slice_titles())))
+    figures = {key: round(result[key], 4) for key in ("mono_map", "cross_map", "multi_map", "rank_distance")}
+    return {"articles": slice_titles(), "n_queries": result["n_queries"], **figures}
+
+
+def seeds_summary(sweep: dict) -> dict:
+    """mean ± std over the chosen recipe's seeds (GPU runs, torch fp32) from the sweep's test figures."""
+    chosen = sweep["chosen"]["candidate"]
+    runs = {name: figures for name, figures in sweep["test"].items() if name.startswith(f"{chosen}-seed")}
+    keys = ("mono_map", "cross_map", "multi_map", "rank_distance", "own_language_share_top10")
+    keys += ("multi_hit1", "multi_hit10", "multi_group_hit10")
+    stats = {
+        key: {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values, ddof=1)), 4)}
+        for key in keys
+        for values in [[runs[name][key] for name in runs]]
+    }
+    return {"recipe": sweep["chosen"]["recipe"], "runs": runs, "mean_std": stats}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=ROOT / DEFAULT_SERVED)
+    parser.add_argument("--adapter", type=Path, default=ROOT / DEFAULT_ADAPTER)
+    parser.add_argument("--sweep", type=Path, default=ROOT / "docs" / "results" / "adapter-sweep.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "default-model.json")
+    args = parser.parse_args()
+
+    manifest = load_model_manifest(args.model)
+    test = load_retrieval_set(XQUAD, LANGUAGES, load_split_titles(SPLIT_FILE, "test"))
+    figures = {}
+    for variant in ("fp32", "int8"):
+        result = evaluate(OnnxEmbedder(args.model, variant), test)
+        figures[variant] = summary(result)
+        if variant == "fp32":
+            plot_matrix(result, args.out.with_name("default-model-map-matrix.png"))
+        print(variant, json.dumps({k: v for k, v in figures[variant].items() if not k.startswith("per_language")}))
+    report = {
+        "model": manifest.name,
+        "adapter_sha256": manifest.adapter["sha256"] if manifest.adapter else None,
+        "base_model": manifest.base_model,
+        "served_variant": manifest.default_variant,
+        "test_articles": figures,
+        "int8_multi_map_loss": round(figures["fp32"]["multi_map"] - figures["int8"]["multi_map"], 4),
+        "zero_shot_languages": ZERO_SHOT,
+        "seeds": seeds_summary(json.loads(args.sweep.read_text(encoding="utf-8"))),
+        "command": "python benchmarks/default_model_report.py",
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    reference = slice_figures(OnnxEmbedder(args.model, "fp32"))
+    (args.adapter / "reference_slice.json").write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} and {args.adapter / 'reference_slice.json'}: {reference}")
+
+
+if __name__ == "__main__":
+    main()
