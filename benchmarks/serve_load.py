@@ -278,7 +278,7 @@ def quality_section(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", type=Path, default=ROOT / "models/multilingual-e5-small")
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models/multilingual-e5-small-hybrid")
     parser.add_argument("--index-dir", type=Path, default=ROOT / "indexes/demo")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--requests", type=int, default=1500, help="cap per level for our service")
