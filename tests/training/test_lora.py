@@ -108,31 +108,6 @@ def test_export_refuses_to_merge_into_the_base_folder(tiny_model: Path, tmp_path
         export_model(tiny_model, tiny_model, sample=small_sample(), adapter=adapter)
 
 
-def test_lora_run_checkpoints_only_the_adapter_and_resumes_exactly(
-    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path
-) -> None:
-    lora = {"lora_rank": 4, "lora_alpha": 8.0, "hard_negatives": True}
-    reference = make_trainer(tiny_config(tmp_path / "a", tiny_model, parallel_jsonl, **lora), parallel_jsonl)
-    reference.fit()
-
-    class Crash(Exception):
-        pass
-
-    def crash_at_5(step: int, loss: float) -> None:
-        if step == 5:
-            raise Crash
-
-    interrupted = tiny_config(tmp_path / "b", tiny_model, parallel_jsonl, **lora)
-    with pytest.raises(Crash):
-        make_trainer(interrupted, parallel_jsonl, crash_at_5).fit()
-    saved = torch.load(interrupted.run_dir / "checkpoint" / "state.pt", weights_only=False)["model"]
-    assert saved and all("lora_" in name for name in saved)
-    resumed = make_trainer(interrupted, parallel_jsonl)
-    assert resumed.fit()["steps_this_session"] == 2
-    for (name, a), (_, b) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
-
-
 def test_lora_run_writes_the_adapter_and_the_merged_model(
     tmp_path: Path, tiny_model: Path, parallel_jsonl: Path
 ) -> None:

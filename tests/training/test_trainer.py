@@ -84,9 +84,12 @@ def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_model: Path, parallel_js
     assert summary["best_dev_loss"] == min(dev)
 
 
-def test_resume_gives_the_same_weights(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+@pytest.mark.parametrize(
+    "changes", [{"grad_cache_chunk": 3}, {"lora_rank": 4, "lora_alpha": 8.0}], ids=["full-grad-cache", "lora"]
+)
+def test_resume_gives_the_same_weights(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, changes: dict) -> None:
     """Crash after the step-4 checkpoint, resume: the final weights equal an uninterrupted run's, bit for bit."""
-    straight = tiny_config(tmp_path / "a", tiny_model, parallel_jsonl, grad_cache_chunk=3, hard_negatives=True)
+    straight = tiny_config(tmp_path / "a", tiny_model, parallel_jsonl, hard_negatives=True, **changes)
     reference = make_trainer(straight, parallel_jsonl)
     reference.fit()
 
@@ -97,9 +100,12 @@ def test_resume_gives_the_same_weights(tmp_path: Path, tiny_model: Path, paralle
         if step == 5:
             raise Crash
 
-    interrupted = tiny_config(tmp_path / "b", tiny_model, parallel_jsonl, grad_cache_chunk=3, hard_negatives=True)
+    interrupted = tiny_config(tmp_path / "b", tiny_model, parallel_jsonl, hard_negatives=True, **changes)
     with pytest.raises(Crash):
         make_trainer(interrupted, parallel_jsonl, crash_at_5).fit()
+    saved = torch.load(interrupted.run_dir / "checkpoint" / "state.pt", weights_only=False)["model"]
+    if "lora_rank" in changes:  # a LoRA checkpoint holds the adapter's weights only, not the frozen base
+        assert saved and all("lora_" in name for name in saved)
     resumed = make_trainer(interrupted, parallel_jsonl)
     summary = resumed.fit()
     assert summary["steps_this_session"] == 2  # resumed at step 4
