@@ -31,6 +31,7 @@ SPLIT_FILE = DATA / "splits" / "xquad-r-articles.json"
 LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 ZERO_SHOT = ["el", "vi"]  # never in the adapter's training data
 SLICE_ARTICLES = 2  # the first test articles of the split file: the reference slice
+SEED_KEYS = ("mono_map", "cross_map", "multi_map", "rank_distance", "multi_hit1", "multi_hit10", "multi_group_hit10")
 SUMMARY_KEYS = (
     "mono_map",
     "cross_map",
@@ -65,18 +66,22 @@ def slice_figures(embedder: Embedder) -> dict:
     return {"articles": slice_titles(), "n_queries": result["n_queries"], **figures}
 
 
-def seeds_summary(sweep: dict) -> dict:
-    """mean ± std over the chosen recipe's seeds (GPU runs, torch fp32) from the sweep's test figures."""
+def seeds_summary(sweep: dict) -> tuple[list[dict], dict]:
+    """The chosen recipe's seeds (GPU runs, torch fp32, from the sweep's test figures) and their mean ± std."""
     chosen = sweep["chosen"]["candidate"]
-    runs = {name: figures for name, figures in sweep["test"].items() if name.startswith(f"{chosen}-seed")}
-    keys = ("mono_map", "cross_map", "multi_map", "rank_distance", "own_language_share_top10")
-    keys += ("multi_hit1", "multi_hit10", "multi_group_hit10")
+    runs = [(name, figures) for name, figures in sweep["test"].items() if name.startswith(f"{chosen}-seed")]
+    seeds = [
+        {"seed": int(name.rsplit("seed", 1)[1])}
+        | {key: figures[key] for key in SEED_KEYS}
+        | {"own_language_top10": figures["own_language_share_top10"]}
+        for name, figures in runs
+    ]
     stats = {
         key: {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values, ddof=1)), 4)}
-        for key in keys
-        for values in [[runs[name][key] for name in runs]]
+        for key in (*SEED_KEYS, "own_language_top10")
+        for values in [[seed[key] for seed in seeds]]
     }
-    return {"recipe": sweep["chosen"]["recipe"], "runs": runs, "mean_std": stats}
+    return seeds, stats
 
 
 def main() -> None:
@@ -88,6 +93,8 @@ def main() -> None:
     args = parser.parse_args()
 
     manifest = load_model_manifest(args.model)
+    sweep = json.loads(args.sweep.read_text(encoding="utf-8"))
+    seeds, seeds_mean_std = seeds_summary(sweep)
     test = load_retrieval_set(XQUAD, LANGUAGES, load_split_titles(SPLIT_FILE, "test"))
     figures = {}
     for variant in ("fp32", "int8"):
@@ -104,7 +111,9 @@ def main() -> None:
         "test_articles": figures,
         "int8_multi_map_loss": round(figures["fp32"]["multi_map"] - figures["int8"]["multi_map"], 4),
         "zero_shot_languages": ZERO_SHOT,
-        "seeds": seeds_summary(json.loads(args.sweep.read_text(encoding="utf-8"))),
+        "recipe": sweep["chosen"]["recipe"],
+        "seeds": seeds,
+        "seeds_mean_std": seeds_mean_std,
         "command": "python benchmarks/default_model_report.py",
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
