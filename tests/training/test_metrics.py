@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from training.evaluate import RetrievalSet, evaluate
+from training.evaluate import RetrievalSet, evaluate, first_hits
 from training.metrics import average_precision, rank_distance, ranks_of, recall_at
 
 
@@ -77,3 +77,33 @@ def test_evaluate_on_a_two_language_toy_set() -> None:
     assert r["cross_r1"] == pytest.approx(0.75) and r["mono_r1"] == 1.0
     assert r["multi_r1"] == pytest.approx(0.5)  # each query has exactly one of its two relevant items at rank 1
     assert r["rank_distance"] == pytest.approx((2 + 1 + 2 + 1) / 4)
+    assert r["multi_hit1"] == 1.0 and r["multi_hit10"] == 1.0  # every query's first result is one of its answers
+
+
+def test_first_hits_count_one_slot_per_translation_group() -> None:
+    groups = np.repeat(np.arange(12), 2)  # 24 candidates: 12 pairs of translations
+    relevant = np.array([[22, 23], [22, 23], [20, 21]])
+    rest = [i for i in range(24) if i not in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 22)]
+    order = np.array(
+        [
+            [*range(10), 22, *rest],  # the answer at rank 11, but its group is the 6th group shown
+            [22, *range(10), *rest],  # the answer first
+            [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 22, 23],  # 10 groups first
+        ]
+    )
+    hits = first_hits(order, relevant, groups)
+    assert hits["hit1"].tolist() == [False, True, False]
+    assert hits["hit10"].tolist() == [False, True, False]
+    assert hits["group_hit10"].tolist() == [True, True, False]  # row 3: the answer's group is the 11th
+
+
+def test_translation_groups_join_the_answers_of_one_question() -> None:
+    data = RetrievalSet(
+        languages=["en", "de"],
+        candidates=["a-en", "x-en", "a-de", "y-de", "z-de"],
+        candidate_lang=["en", "en", "de", "de", "de"],
+        answer={("a", "en"): 0, ("a", "de"): 2, ("b", "en"): 1, ("b", "de"): 3},
+    )
+    groups = data.translation_groups()
+    assert groups[0] == groups[2] and groups[1] == groups[3]
+    assert len({groups[0], groups[1], groups[4]}) == 3  # a sentence no question points to stands alone
