@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.index import HNSW_READ_ONLY, Document, Hit, ReadOnlyIndex, SearchIndex
+from app.index import HNSW_READ_ONLY, Document, Group, Hit, ReadOnlyIndex, SearchIndex
 from app.wal import WriteAheadLog, decode_vector, encode_vector, read_records
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,21 @@ class Collection:
     ) -> list[list[Hit]]:
         with self._lock:
             return self.index.search(queries, top_k, languages, filters)
+
+    def search_grouped(
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        group_by: str,
+        languages: list[str] | None = None,
+        filters: dict | None = None,
+    ) -> list[list[Group]]:
+        with self._lock:
+            return self.index.search_grouped(queries, top_k, group_by, languages, filters)
+
+    def check_group_field(self, group_by: str) -> None:
+        with self._lock:
+            self.index.check_group_field(group_by)
 
     def get(self, doc_id: str) -> Document | None:
         with self._lock:

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.collection import Collection
 from app.encoder import OnnxEncoder, TextKind, choose_variant
-from app.index import Document, Hit
+from app.index import Document, Group, Hit
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.metrics import Metrics
 from app.settings import Settings
@@ -119,8 +119,9 @@ class SearchEngine:
         languages: list[str] | None = None,
         filters: dict | None = None,
         truncate: bool = False,
+        group_by: str | None = None,
     ) -> Future:
-        """Future of one hit list per query."""
+        """Future of one hit list per query; with ``group_by``, of one list of ``top_k`` groups per query."""
         _, collection, batcher = self._parts()
         limits = self.settings
         if not 1 <= top_k <= limits.max_top_k:
@@ -131,8 +132,12 @@ class SearchEngine:
             if unknown:
                 raise InvalidQuery(f"unknown language(s) {unknown}; the index has {collection.languages}")
         wanted = sorted(set(languages)) if languages else None
+        if group_by is not None:
+            collection.check_group_field(group_by)  # 422 before any encoding
 
-        def find(encoded: Encoded) -> list[list[Hit]]:
+        def find(encoded: Encoded) -> list[list[Hit]] | list[list[Group]]:
+            if group_by is not None:
+                return collection.search_grouped(encoded.embeddings, top_k, group_by, wanted, filters)
             return collection.search(encoded.embeddings, top_k, wanted, filters)
 
         return batcher.submit(queries, "query", self.max_query_tokens(), truncate, then=find)

@@ -50,6 +50,19 @@ class Hit:
     score: float
 
 
+@dataclass(frozen=True)
+class Group:
+    """Documents sharing one value of the grouping field (a document without it is a group of its own); members
+    are every member the search found, best first."""
+
+    value: object
+    members: list[Hit]
+
+
+class GroupingError(ValueError):
+    """``group_by`` names a field the index cannot group by (the message says why)."""
+
+
 def read_corpus(path: Path) -> Iterator[Document]:
     """Validate and yield JSONL records ``{"id", "text", "lang", "metadata"?}``; duplicate ids are an error."""
     seen: set[str] = set()
@@ -61,6 +74,16 @@ def read_corpus(path: Path) -> Iterator[Document]:
             raise CorpusError(f"{where}: duplicate id {record['id']!r}")
         seen.add(record["id"])
         yield Document(record["id"], record["text"], record["lang"], metadata)
+
+
+def _group_hits(hits: list[Hit], group_by: str) -> list[Group]:
+    """Hits (best first) -> groups in order of their best member; no field -> a group of one, keyed by id."""
+    groups: dict[tuple[str, object], list[Hit]] = {}
+    for hit in hits:
+        metadata = hit.document.metadata
+        key = ("value", json.dumps(metadata[group_by])) if group_by in metadata else ("id", hit.document.id)
+        groups.setdefault(key, []).append(hit)
+    return [Group(members[0].document.metadata.get(group_by), members) for members in groups.values()]
 
 
 def _new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:
@@ -81,6 +104,10 @@ class ReadOnlyIndex(RuntimeError):
 
 def _filter_key(field_name: str, value: object) -> tuple[str, str]:
     return field_name, json.dumps(value, sort_keys=True)
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | bool)
 
 
 class SearchIndex:
@@ -107,6 +134,8 @@ class SearchIndex:
         self._slot_of: dict[str, int] = {}
         self._lang_slots: dict[str, set[int]] = {}
         self._postings: dict[tuple[str, str], set[int]] = {}
+        # documents holding each metadata field, by whether its value is a scalar (grouping needs scalars)
+        self._field_count: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
         for slot, document in enumerate(documents):
             self._remember(slot, document)
         self._next_slot = len(documents)
@@ -117,6 +146,8 @@ class SearchIndex:
         self._lang_slots.setdefault(document.lang, set()).add(slot)
         for key in self._filter_keys(document):
             self._postings.setdefault(key, set()).add(slot)
+        for name, value in document.metadata.items():
+            self._field_count[_is_scalar(value)][name] += 1
 
     def _forget(self, slot: int) -> None:
         document = self._docs.pop(slot)
@@ -124,6 +155,11 @@ class SearchIndex:
         self._discard(self._lang_slots, document.lang, slot)
         for key in self._filter_keys(document):
             self._discard(self._postings, key, slot)
+        for name, value in document.metadata.items():
+            counts = self._field_count[_is_scalar(value)]
+            counts[name] -= 1
+            if not counts[name]:
+                del counts[name]
 
     @staticmethod
     def _discard(buckets: dict, key: object, slot: int) -> None:
@@ -133,7 +169,7 @@ class SearchIndex:
 
     @staticmethod
     def _filter_keys(document: Document) -> list[tuple[str, str]]:
-        return [_filter_key(k, v) for k, v in document.metadata.items() if isinstance(v, str | int | float | bool)]
+        return [_filter_key(k, v) for k, v in document.metadata.items() if _is_scalar(v)]
 
     @property
     def size(self) -> int:
@@ -187,6 +223,47 @@ class SearchIndex:
             [Hit(self._docs[slot], float(score)) for score, slot in zip(s, r, strict=True) if slot >= 0]
             for s, r in zip(scores, slots, strict=True)
         ]
+
+    def check_group_field(self, group_by: str) -> None:
+        if self._field_count[False][group_by]:
+            raise GroupingError(
+                f"cannot group by '{group_by}': {self._field_count[False][group_by]} document(s) hold a list or "
+                "object there; grouping needs a string, number or boolean"
+            )
+        if not self._field_count[True][group_by]:
+            known = sorted(self._field_count[True])
+            raise GroupingError(f"no document has a metadata field '{group_by}'; groupable fields: {known}")
+
+    def search_grouped(
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        group_by: str,
+        languages: Iterable[str] | None = None,
+        filters: dict | None = None,
+        first_fetch: int = 0,
+    ) -> list[list[Group]]:
+        """The ``top_k`` groups with the highest best-member score among all allowed documents, exactly.
+
+        Walking hits best first, groups appear in the order of their best member, so once ``top_k`` distinct
+        groups have appeared they are the answer. Candidates are fetched in rounds (``first_fetch``, default
+        10 x top_k, doubling) until every query has its groups or the allowed documents are exhausted.
+        """
+        self.check_group_field(group_by)
+        allowed = self._allowed_slots(languages, filters)
+        available = self.size if allowed is None else len(allowed)
+        fetch = min(available, max(first_fetch or 10 * top_k, top_k))
+        results: list[list[Group] | None] = [None] * len(queries)
+        while True:
+            pending = [i for i, groups in enumerate(results) if groups is None]
+            hit_lists = self.search(queries[pending], fetch, languages, filters)
+            for i, hits in zip(pending, hit_lists, strict=True):
+                groups = _group_hits(hits, group_by)
+                if len(groups) >= top_k or fetch >= available:
+                    results[i] = groups[:top_k]
+            if fetch >= available or all(groups is not None for groups in results):
+                return [groups or [] for groups in results]
+            fetch = min(available, fetch * 2)
 
     def upsert(self, documents: list[Document], embeddings: np.ndarray) -> None:
         """Add documents; a document whose id exists replaces the old one (text, metadata and vector)."""

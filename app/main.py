@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from app.api import router
 from app.batcher import Overloaded, TooLong
 from app.engine import InvalidQuery, NotReady, SearchEngine
-from app.index import ReadOnlyIndex
+from app.index import GroupingError, ReadOnlyIndex
 from app.limits import RequestBodyChecks
 from app.metrics import Metrics, RecordMetrics
 from app.settings import Settings
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 STATUS_OF: dict[type[Exception], int] = {
     InvalidQuery: 422,
     TooLong: 422,
+    GroupingError: 422,
     ReadOnlyIndex: 409,
     NotReady: 503,
     Overloaded: 503,

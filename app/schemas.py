@@ -51,6 +51,12 @@ class SearchOptions(Strict):
         None, description="only return passages whose metadata field equals each value (all must match)"
     )
     truncate: bool = Field(False, description="embed only the first allowed tokens of an over-long query (else 422)")
+    group_by: FieldName | None = Field(
+        None,
+        description="collapse results sharing this metadata field's value (e.g. translations of one passage) into "
+        "one result each; top_k then counts groups; documents without the field are groups of one",
+    )
+    group_size: int = Field(3, ge=1, le=100, description="with group_by: members listed per group (best first)")
 
 
 class SearchRequest(SearchOptions):
@@ -77,24 +83,43 @@ class SearchResult(BaseModel):
     metadata: dict = Field(default_factory=dict)
 
 
+class GroupMember(BaseModel):
+    id: str
+    lang: str
+    score: float
+
+
+class GroupResult(SearchResult):
+    """A group's best member (its fields, score and the group's rank) and the members found, best first."""
+
+    group: FilterValue | None = Field(description="the group's field value; null for a document without the field")
+    members: list[GroupMember] = Field(description="up to group_size members, the best one first")
+    members_found: int = Field(description="members of this group among the candidates the search looked at")
+
+
+Results = list[GroupResult] | list[SearchResult]
+
+
 class SearchResponse(BaseModel):
-    results: list[SearchResult]
+    results: Results
     query: str
     top_k: int
     languages: list[str] | None
+    group_by: str | None = None
     model: str
     took_ms: float
 
 
 class QueryResults(BaseModel):
     query: str
-    results: list[SearchResult]
+    results: Results
 
 
 class BatchSearchResponse(BaseModel):
     results: list[QueryResults]
     top_k: int
     languages: list[str] | None
+    group_by: str | None = None
     model: str
     took_ms: float
 

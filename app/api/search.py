@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
 from app.engine import InvalidQuery
-from app.index import Hit
+from app.index import Group, Hit
 from app.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
+    GroupMember,
+    GroupResult,
     QueryResults,
     SearchRequest,
     SearchResponse,
@@ -28,31 +30,47 @@ ERRORS = {
 }
 
 
-def _results(hits: list[Hit]) -> list[SearchResult]:
+def _result(hit: Hit, rank: int) -> SearchResult:
+    document = hit.document
+    return SearchResult(
+        id=document.id,
+        text=document.text,
+        lang=document.lang,
+        score=round(hit.score, 6),
+        rank=rank,
+        metadata=document.metadata,
+    )
+
+
+def _results(found: list[Hit] | list[Group], group_size: int) -> list[SearchResult] | list[GroupResult]:
+    if not found or isinstance(found[0], Hit):
+        return [_result(hit, rank) for rank, hit in enumerate(found, start=1)]  # type: ignore[arg-type]
     return [
-        SearchResult(
-            id=hit.document.id,
-            text=hit.document.text,
-            lang=hit.document.lang,
-            score=round(hit.score, 6),
-            rank=rank,
-            metadata=hit.document.metadata,
+        GroupResult(
+            **_result(group.members[0], rank).model_dump(),
+            group=group.value,  # type: ignore[arg-type]
+            members=[
+                GroupMember(id=m.document.id, lang=m.document.lang, score=round(m.score, 6))
+                for m in group.members[:group_size]
+            ],
+            members_found=len(group.members),
         )
-        for rank, hit in enumerate(hits, start=1)
+        for rank, group in enumerate(found, start=1)  # type: ignore[arg-type]
     ]
 
 
 @router.post("/search", response_model=SearchResponse, summary="best passages for a query", responses=ERRORS)
 async def search(body: SearchRequest, request: Request) -> SearchResponse:
     engine, started = get_engine(request), time.perf_counter()
-    future = engine.search([body.query], body.top_k, body.languages, body.filters, body.truncate)
-    (hits,) = await wait_for(future, get_settings(request))
+    future = engine.search([body.query], body.top_k, body.languages, body.filters, body.truncate, body.group_by)
+    (found,) = await wait_for(future, get_settings(request))
     assert engine.encoder is not None
     return SearchResponse(
-        results=_results(hits),
+        results=_results(found, body.group_size),
         query=body.query,
         top_k=body.top_k,
         languages=body.languages,
+        group_by=body.group_by,
         model=engine.encoder.manifest.name,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
     )
@@ -63,13 +81,17 @@ async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearc
     engine, settings, started = get_engine(request), get_settings(request), time.perf_counter()
     if len(body.queries) > settings.max_batch_queries:
         raise InvalidQuery(f"{len(body.queries)} queries in one call; the limit is {settings.max_batch_queries}")
-    future = engine.search(body.queries, body.top_k, body.languages, body.filters, body.truncate)
-    hit_lists = await wait_for(future, settings)
+    future = engine.search(body.queries, body.top_k, body.languages, body.filters, body.truncate, body.group_by)
+    found_lists = await wait_for(future, settings)
     assert engine.encoder is not None
     return BatchSearchResponse(
-        results=[QueryResults(query=q, results=_results(h)) for q, h in zip(body.queries, hit_lists, strict=True)],
+        results=[
+            QueryResults(query=query, results=_results(found, body.group_size))
+            for query, found in zip(body.queries, found_lists, strict=True)
+        ],
         top_k=body.top_k,
         languages=body.languages,
+        group_by=body.group_by,
         model=engine.encoder.manifest.name,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
     )

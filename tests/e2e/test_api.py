@@ -245,3 +245,49 @@ def test_missing_model_dir_is_named_at_startup(tiny_index: Path, tmp_path: Path)
     missing = tmp_path / "no-such-model"
     result = serve_expecting_failure(missing, tiny_index)
     assert f"model folder {missing} does not exist" in result.stderr
+
+
+def test_grouped_search_collapses_translations(server: str, tiny_model: Path, tiny_corpus: Path) -> None:
+    """top_k counts groups; each group is its best member plus the members found; the groups are the exact
+    top 3 by best-member score (brute force over the same encoder)."""
+    documents = list(read_corpus(tiny_corpus))
+    query = "the Denver Broncos won Super Bowl 50"
+    encoder = OnnxEncoder(tiny_model, runtime="cpu")
+    scores = encoder.encode([d.text for d in documents], "passage") @ encoder.encode([query], "query")[0]
+    expected_groups: list[str] = []
+    for i in np.argsort(-scores):
+        if documents[i].metadata["group"] not in expected_groups:
+            expected_groups.append(documents[i].metadata["group"])
+
+    body = httpx.post(f"{server}/search", json={"query": query, "top_k": 3, "group_by": "group", "group_size": 2})
+    assert body.status_code == 200, body.text
+    body = body.json()
+    assert body["group_by"] == "group" and [r["group"] for r in body["results"]] == expected_groups[:3]
+    for rank, result in enumerate(body["results"], start=1):
+        assert result["rank"] == rank and result["metadata"]["group"] == result["group"]
+        assert len(result["members"]) == min(2, result["members_found"]) and result["members"][0]["id"] == result["id"]
+        member_scores = [m["score"] for m in result["members"]]
+        assert member_scores == sorted(member_scores, reverse=True) and member_scores[0] == result["score"]
+        assert all(m["id"].startswith(f"xquad-{result['group']}-") for m in result["members"])
+    flat = httpx.post(f"{server}/search", json={"query": query, "top_k": 3}).json()
+    assert "members" not in flat["results"][0] and flat["group_by"] is None
+
+    # the same query twice is encoded once, alone: int8 activations are scaled per batch (shared/MEASURED.md)
+    batch = httpx.post(f"{server}/search/batch", json={"queries": [query, query], "group_by": "group"}).json()
+    for answer in batch["results"]:
+        assert [r["group"] for r in answer["results"]] == expected_groups[:10]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"group_by": "nope"}, "no document has a metadata field 'nope'"),
+        ({"group_by": "group", "group_size": 0}, "group_size: Input should be greater than or equal to 1"),
+        ({"group_by": "group", "group_size": 101}, "group_size: Input should be less than or equal to 100"),
+        ({"group_by": ""}, "group_by: String should have at least 1 character"),
+        ({"group_by": 3}, "group_by: Input should be a valid string"),
+    ],
+)
+def test_bad_grouping_gets_a_clear_422(server: str, options: dict, message: str) -> None:
+    answer = httpx.post(f"{server}/search", json={"query": "Normandie", **options})
+    assert answer.status_code == 422 and message in answer.json()["detail"], answer.text

@@ -119,3 +119,20 @@ def test_over_long_documents_are_truncated_only_when_asked(server: str) -> None:
 def test_get_refuses_invalid_ids(server: str) -> None:
     assert httpx.get(f"{server}/documents/bad%20id").status_code == 422
     assert httpx.get(f"{server}/documents/{'x' * 300}").status_code == 422
+
+
+def test_new_documents_join_their_group_and_lists_cannot_group(server: str) -> None:
+    text = "Die Normandie ist eine Region im Norden Frankreichs."
+    answer = httpx.post(f"{server}/documents", json={"documents": [doc("grp/de", text, group="p010")]}, headers=WRITE)
+    assert answer.status_code == 200, answer.text
+    body = httpx.post(f"{server}/search", json={"query": text, "top_k": 1, "group_by": "group", "group_size": 20})
+    (top,) = body.json()["results"]
+    assert top["group"] == "p010" and top["id"] == "grp/de" and "grp/de" in [m["id"] for m in top["members"]]
+
+    odd = {"documents": [doc("grp/list", text, group=["p010", "p011"])]}
+    assert httpx.post(f"{server}/documents", json=odd, headers=WRITE).status_code == 200
+    refused = httpx.post(f"{server}/search", json={"query": text, "group_by": "group"})
+    assert refused.status_code == 422 and "hold a list or object" in refused.json()["detail"]
+    for doc_id in ("grp/de", "grp/list"):
+        assert httpx.delete(f"{server}/documents/{doc_id}", headers=WRITE).status_code == 200
+    assert httpx.post(f"{server}/search", json={"query": text, "group_by": "group"}).status_code == 200
