@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed
 export SEARCH_MODEL_DIR := $(MODEL_DIR)
 export SEARCH_INDEX_DIR := $(INDEX_DIR)
 
-.PHONY: install models index run test test-docker lint clean-artifacts
+.PHONY: install models index run test test-docker test-browser lint clean-artifacts
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,7 +54,7 @@ run: install index
 	SEARCH_HOST=$(HOST) SEARCH_PORT=$(PORT) $(BIN)/python -m app.cli serve
 
 test: install models index
-	$(BIN)/python -m pytest -m "not docker" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not docker and not browser" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check app training tests benchmarks
@@ -67,3 +67,8 @@ clean-artifacts:
 test-docker: install models index
 	bash docker/test-setup.sh
 	$(BIN)/python -m pytest -m docker -s $(PYTEST_ARGS); status=$$?; bash docker/test-teardown.sh; exit $$status
+
+# The search page in a real browser: Debian's chromium + chromium-driver (tests/browser/setup.sh), then the tests.
+test-browser: install models index
+	bash tests/browser/setup.sh
+	BROWSER_REQUIRED=1 $(BIN)/python -m pytest -m browser $(PYTEST_ARGS)

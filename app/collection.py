@@ -93,6 +93,11 @@ class Collection:
         with self._lock:
             return self.index.search_grouped(queries, top_k, group_by, languages, filters)
 
+    @property
+    def group_fields(self) -> list[str]:
+        with self._lock:
+            return self.index.group_fields
+
     def check_group_field(self, group_by: str) -> None:
         with self._lock:
             self.index.check_group_field(group_by)

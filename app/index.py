@@ -179,6 +179,11 @@ class SearchIndex:
     def languages(self) -> list[str]:
         return sorted(self._lang_slots)
 
+    @property
+    def group_fields(self) -> list[str]:
+        """Metadata fields that ``group_by`` accepts: held by some document, never as a list or object."""
+        return sorted(name for name in self._field_count[True] if not self._field_count[False][name])
+
     def get(self, doc_id: str) -> Document | None:
         slot = self._slot_of.get(doc_id)
         return None if slot is None else self._docs[slot]

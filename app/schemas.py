@@ -215,5 +215,6 @@ class Readiness(BaseModel):
     providers: list[str] = Field(default_factory=list)
     index_size: int | None = None
     languages: list[str] = Field(default_factory=list)
+    group_fields: list[str] = Field(default_factory=list, description="metadata fields that group_by accepts")
     writable: bool = False
     error: str | None = None

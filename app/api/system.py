@@ -29,6 +29,7 @@ def ready(request: Request, response: Response) -> Readiness:
         providers=engine.encoder.providers,
         index_size=engine.collection.size,
         languages=engine.collection.languages,
+        group_fields=engine.collection.group_fields,
         writable=engine.collection.writable,
     )
 

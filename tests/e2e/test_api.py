@@ -38,6 +38,7 @@ def test_health_and_ready(server: str) -> None:
     ready = httpx.get(f"{server}/ready").json()
     assert ready["ready"] is True and ready["model"] == "tiny-bert" and ready["index_size"] == 220
     assert ready["providers"][-1] == "CPUExecutionProvider" and len(ready["languages"]) == 11
+    assert ready["group_fields"] == ["group", "title"]
 
 
 def test_search_returns_the_exact_ranking(server: str, tiny_model: Path, tiny_corpus: Path) -> None:
@@ -291,3 +292,11 @@ def test_grouped_search_collapses_translations(server: str, tiny_model: Path, ti
 def test_bad_grouping_gets_a_clear_422(server: str, options: dict, message: str) -> None:
     answer = httpx.post(f"{server}/search", json={"query": "Normandie", **options})
     assert answer.status_code == 422 and message in answer.json()["detail"], answer.text
+
+
+def test_the_search_page_is_served_at_the_root(server: str) -> None:
+    page = httpx.get(f"{server}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<input id="q"' in page.text and 'fetch("search"' in page.text  # the page talks to this API
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN: it works offline
+    assert "/" not in httpx.get(f"{server}/openapi.json").json()["paths"]  # a page, not an API operation
