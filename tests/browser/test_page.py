@@ -109,6 +109,7 @@ def test_german_search_shows_grouped_cards_and_their_translations(browser: webdr
     assert len(mix) >= 3  # the results come in several languages
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "search-page.png"))
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []  # no script errors, no 404s
 
 
 def test_arabic_search_flat_view_and_language_filter(browser: webdriver.Chrome, demo_server: str) -> None:
