@@ -81,7 +81,8 @@ def _group_hits(hits: list[Hit], group_by: str) -> list[Group]:
     groups: dict[tuple[str, object], list[Hit]] = {}
     for hit in hits:
         metadata = hit.document.metadata
-        key = ("value", json.dumps(metadata[group_by])) if group_by in metadata else ("id", hit.document.id)
+        # the value's identity is the one filters use; a document without the field is keyed by its id
+        key = ("value", _filter_key(group_by, metadata[group_by])) if group_by in metadata else ("id", hit.document.id)
         groups.setdefault(key, []).append(hit)
     return [Group(members[0].document.metadata.get(group_by), members) for members in groups.values()]
 
@@ -210,8 +211,11 @@ class SearchIndex:
     ) -> list[list[Hit]]:
         """Top-k by inner product (cosine for normalised vectors), optionally among some languages and
         documents whose metadata equals every ``filters`` value (exact, not post-filtered)."""
+        return self._search_among(queries, top_k, self._allowed_slots(languages, filters))
+
+    def _search_among(self, queries: np.ndarray, top_k: int, allowed: set[int] | None) -> list[list[Hit]]:
+        """Top-k among the ``allowed`` slots (None: all of them)."""
         params = None
-        allowed = self._allowed_slots(languages, filters)
         if allowed is not None:
             top_k = min(top_k, len(allowed))
             selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
@@ -261,7 +265,7 @@ class SearchIndex:
         results: list[list[Group] | None] = [None] * len(queries)
         while True:
             pending = [i for i, groups in enumerate(results) if groups is None]
-            hit_lists = self.search(queries[pending], fetch, languages, filters)
+            hit_lists = self._search_among(queries[pending], fetch, allowed)
             for i, hits in zip(pending, hit_lists, strict=True):
                 groups = _group_hits(hits, group_by)
                 if len(groups) >= top_k or fetch >= available:

@@ -42,9 +42,11 @@ def _result(hit: Hit, rank: int) -> SearchResult:
     )
 
 
-def _results(found: list[Hit] | list[Group], group_size: int) -> list[SearchResult] | list[GroupResult]:
-    if not found or isinstance(found[0], Hit):
-        return [_result(hit, rank) for rank, hit in enumerate(found, start=1)]  # type: ignore[arg-type]
+def _results(hits: list[Hit]) -> list[SearchResult]:
+    return [_result(hit, rank) for rank, hit in enumerate(hits, start=1)]
+
+
+def _group_results(groups: list[Group], group_size: int) -> list[GroupResult]:
     return [
         GroupResult(
             **_result(group.members[0], rank).model_dump(),
@@ -55,8 +57,13 @@ def _results(found: list[Hit] | list[Group], group_size: int) -> list[SearchResu
             ],
             members_found=len(group.members),
         )
-        for rank, group in enumerate(found, start=1)  # type: ignore[arg-type]
+        for rank, group in enumerate(groups, start=1)
     ]
+
+
+def _answer(found: list, body: SearchRequest | BatchSearchRequest) -> list[SearchResult] | list[GroupResult]:
+    """Hits, or groups when the request asked for ``group_by`` (what ``engine.search`` returned for it)."""
+    return _results(found) if body.group_by is None else _group_results(found, body.group_size)
 
 
 @router.post("/search", response_model=SearchResponse, summary="best passages for a query", responses=ERRORS)
@@ -66,7 +73,7 @@ async def search(body: SearchRequest, request: Request) -> SearchResponse:
     (found,) = await wait_for(future, get_settings(request))
     assert engine.encoder is not None
     return SearchResponse(
-        results=_results(found, body.group_size),
+        results=_answer(found, body),
         query=body.query,
         top_k=body.top_k,
         languages=body.languages,
@@ -86,7 +93,7 @@ async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearc
     assert engine.encoder is not None
     return BatchSearchResponse(
         results=[
-            QueryResults(query=query, results=_results(found, body.group_size))
+            QueryResults(query=query, results=_answer(found, body))
             for query, found in zip(body.queries, found_lists, strict=True)
         ],
         top_k=body.top_k,
