@@ -11,6 +11,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+HARD_NEGATIVE_LANGUAGES = ("passage", "query", "any")
 NINE_TRAINING_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
 
 
@@ -32,7 +33,12 @@ class TrainConfig:
     strategy: str = "hybrid"  # mono (X-X) | cross (X-Y) | hybrid
     alpha: float = 0.5  # probability of a mono batch in hybrid
     temperature: float = 0.05
-    hard_negatives: bool = False  # add one hard negative per pair when the data has one
+    hard_negatives: bool = False  # add same-paragraph hard negatives (other sentences) when the data has them
+    hard_negatives_per_pair: int = 1
+    # Whose language the hard negatives are in: the positive's ("passage"), the query's ("query": in X-Y batches a
+    # wrong passage in the query's own language, which is exactly what a language-biased model ranks too high) or
+    # a random language of the pair's group ("any").
+    hard_negative_language: str = "passage"
     batch_size: int = 32
     grad_cache_chunk: int = 0  # 0: plain batching; >0: GradCache with sub-batches of this size
     pad_bucket: int = 8  # plain batching: forward in length-sorted pieces of this size (less padding)
@@ -86,6 +92,13 @@ class TrainConfig:
             raise ConfigError(f"lora_rank must be 0 (full fine-tuning) or positive, got {self.lora_rank}")
         if self.uses_lora and not self.freeze_embeddings:
             raise ConfigError("LoRA keeps the whole base frozen, word embeddings included: set freeze_embeddings true")
+        if self.hard_negatives_per_pair < 1:
+            raise ConfigError(f"hard_negatives_per_pair must be at least 1, got {self.hard_negatives_per_pair}")
+        if self.hard_negative_language not in HARD_NEGATIVE_LANGUAGES:
+            raise ConfigError(
+                f"hard_negative_language must be one of {', '.join(HARD_NEGATIVE_LANGUAGES)}, "
+                f"got {self.hard_negative_language!r}"
+            )
         if self.adapter_dir and not self.uses_lora:
             raise ConfigError("adapter_dir is only for LoRA runs (lora_rank > 0)")
         return self

@@ -26,7 +26,7 @@ from training.data import ParallelData
 from training.lora import wrap_with_lora
 from training.loss import info_nce
 from training.model import LoadedEncoder
-from training.samplers import Batch, BatchSampler
+from training.samplers import Batch, BatchSampler, Pair
 
 log = logging.getLogger(__name__)
 Inputs = dict[str, torch.Tensor]
@@ -128,19 +128,30 @@ class Trainer:
         config = self.config
         queries = [data.by_id[p.id][p.query_lang].query for p in batch.pairs]
         positives = [data.by_id[p.id][p.passage_lang].positive for p in batch.pairs]
-        negatives: list[str] = []
-        if config.hard_negatives:
-            rng = random.Random(f"{config.seed}/{self.rank}/{step}/negatives")
-            for pair in batch.pairs:
-                candidates = data.by_id[pair.id][pair.passage_lang].negatives
-                if candidates:
-                    negatives.append(rng.choice(candidates))
+        negatives = self.hard_negatives(batch, data, step) if config.hard_negatives else []
         tokenize = self.loaded.tokenize
         return Collated(
             tokenize(queries, config.query_prefix, config.max_query_length),
             tokenize(positives + negatives, config.passage_prefix, config.max_passage_length),
             len(positives),
         )
+
+    def hard_negatives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
+        """Up to ``hard_negatives_per_pair`` of each pair's negatives, in the configured language."""
+        rng = random.Random(f"{self.config.seed}/{self.rank}/{step}/negatives")
+        negatives: list[str] = []
+        for pair in batch.pairs:
+            candidates = data.by_id[pair.id][self._negative_language(pair, data, rng)].negatives
+            negatives += rng.sample(candidates, min(self.config.hard_negatives_per_pair, len(candidates)))
+        return negatives
+
+    def _negative_language(self, pair: Pair, data: ParallelData, rng: random.Random) -> str:
+        where = self.config.hard_negative_language
+        if where == "query":
+            return pair.query_lang
+        if where == "any":
+            return rng.choice(sorted(data.by_id[pair.id]))
+        return pair.passage_lang
 
     # -- one step --------------------------------------------------------------------------------------------
     def _forward(self, inputs: Inputs) -> torch.Tensor:

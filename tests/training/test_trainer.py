@@ -63,6 +63,43 @@ def test_grad_cache_gives_the_full_batch_gradient(tmp_path: Path, tiny_model: Pa
     torch.testing.assert_close(grads[3], grads[0], rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("language", ["passage", "query", "any"])
+def test_hard_negatives_come_in_the_configured_language(
+    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, language: str
+) -> None:
+    config = tiny_config(
+        tmp_path, tiny_model, parallel_jsonl, strategy="cross", hard_negatives=True, hard_negative_language=language
+    )
+    trainer = make_trainer(config, parallel_jsonl)
+    data = trainer.train_data
+    batch = trainer.sampler.batch(0)
+    negatives = trainer.hard_negatives(batch, data, 0)
+    assert len(negatives) == len(batch.pairs)  # one per pair: the data has one each
+    assert all(p.query_lang != p.passage_lang for p in batch.pairs)
+    for pair, negative in zip(batch.pairs, negatives, strict=True):
+        language_of = {lang: ex.negatives[0] for lang, ex in data.by_id[pair.id].items()}
+        wanted = {"passage": pair.passage_lang, "query": pair.query_lang}.get(language)
+        assert negative == language_of[wanted] if wanted else negative in language_of.values()
+    if language == "any":  # drawn at random, so some land outside both the query's and the passage's language
+        assert any(
+            n not in (data.by_id[p.id][p.query_lang].negatives + data.by_id[p.id][p.passage_lang].negatives)
+            for p, n in zip(batch.pairs, negatives, strict=True)
+        )
+
+
+def test_hard_negatives_per_pair_takes_as_many_as_the_data_has(
+    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path
+) -> None:
+    config = tiny_config(tmp_path, tiny_model, parallel_jsonl, hard_negatives=True, hard_negatives_per_pair=3)
+    trainer = make_trainer(config, parallel_jsonl)
+    batch = trainer.sampler.batch(0)
+    assert len(trainer.hard_negatives(batch, trainer.train_data, 0)) == len(batch.pairs)  # one each in the data
+    with pytest.raises(ValueError, match="hard_negative_language"):
+        tiny_config(tmp_path, tiny_model, parallel_jsonl, hard_negative_language="french")
+    with pytest.raises(ValueError, match="hard_negatives_per_pair"):
+        tiny_config(tmp_path, tiny_model, parallel_jsonl, hard_negatives_per_pair=0)
+
+
 def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
     """30 ids x 4 languages, 60 steps of batch 8: the random tiny encoder starts at chance (ln 8 = 2.08)."""
     config = tiny_config(
