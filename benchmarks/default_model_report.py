@@ -3,9 +3,9 @@
     python benchmarks/default_model_report.py              # after `make models`; ~15 min on 2 cores
 
 Writes ``docs/results/default-model.json`` (fp32 and int8 of the served default, the chosen recipe's three seeds
-from ``docs/results/adapter-sweep.json``) and the adapter's reference figures on a fixed slice of the test
-articles (``models/adapters/<name>/reference_slice.json``), which ``tests/training/test_default_adapter.py`` checks
-after merging and exporting the adapter again.
+from ``docs/results/adapter-sweep-round2.json`` beside round 1's from ``adapter-sweep.json``) and the adapter's
+reference figures on a fixed slice of the test articles (``models/adapters/<name>/reference_slice.json``), which
+``tests/training/test_default_adapter.py`` checks after merging and exporting the adapter again.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,6 +27,7 @@ from training.default_model import DEFAULT_ADAPTER, DEFAULT_SERVED  # noqa: E402
 from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set, plot_matrix  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "docs" / "results"
 XQUAD = DATA / "xquad-r"
 SPLIT_FILE = DATA / "splits" / "xquad-r-articles.json"
 LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
@@ -79,13 +81,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / DEFAULT_SERVED)
     parser.add_argument("--adapter", type=Path, default=ROOT / DEFAULT_ADAPTER)
-    parser.add_argument("--sweep", type=Path, default=ROOT / "docs" / "results" / "adapter-sweep.json")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "default-model.json")
+    parser.add_argument("--sweep", type=Path, default=RESULTS / "adapter-sweep-round2.json")
+    parser.add_argument("--previous-sweep", type=Path, default=RESULTS / "adapter-sweep.json")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default-adapter.yaml")
+    parser.add_argument("--out", type=Path, default=RESULTS / "default-model.json")
     args = parser.parse_args()
 
     manifest = load_model_manifest(args.model)
     sweep = json.loads(args.sweep.read_text(encoding="utf-8"))
     seeds, seeds_mean_std = seeds_summary(sweep)
+    _, previous_mean_std = seeds_summary(json.loads(args.previous_sweep.read_text(encoding="utf-8")))
     test = load_retrieval_set(XQUAD, LANGUAGES, load_split_titles(SPLIT_FILE, "test"))
     figures = {}
     for variant in ("fp32", "int8"):
@@ -103,8 +108,10 @@ def main() -> None:
         "int8_multi_map_loss": round(figures["fp32"]["multi_map"] - figures["int8"]["multi_map"], 4),
         "zero_shot_languages": ZERO_SHOT,
         "recipe": sweep["chosen"]["recipe"],
+        "served_seed": yaml.safe_load(args.config.read_text(encoding="utf-8"))["seed"],
         "seeds": seeds,
         "seeds_mean_std": seeds_mean_std,
+        "round1_recipe_seeds_mean_std": previous_mean_std,
         "command": "python benchmarks/default_model_report.py",
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
