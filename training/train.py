@@ -35,11 +35,18 @@ log = logging.getLogger("training")
 
 
 def init_distributed() -> None:
-    """Under torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on GPU."""
+    """Under torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on GPU, one GPU per process."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            local_rank, gpus = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+            if local_rank >= gpus:  # checked before any CUDA call: otherwise "invalid device ordinal" mid-start
+                raise ConfigError(
+                    f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', local_rank + 1)} processes on this node "
+                    f"but it has {gpus} GPU(s): one process per GPU (--nproc-per-node {gpus}), or "
+                    "CUDA_VISIBLE_DEVICES= to run every process on the CPU"
+                )
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend, timeout=timedelta(minutes=30))
 
 
@@ -138,7 +145,10 @@ def main(argv: list[str] | None = None) -> None:
         config = build_config(args.config, parse_overrides(rest))
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
-    init_distributed()
+    try:
+        init_distributed()
+    except ConfigError as exc:
+        parser.error(str(exc))
     try:
         summary = run(config)
     except DataError as exc:

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from training.config import TrainConfig, config_digest, save_config
+from training.config import ConfigError, TrainConfig, config_digest, save_config
 from training.data import ParallelData
 from training.lora import wrap_with_lora
 from training.loss import info_nce
@@ -70,6 +70,10 @@ class Trainer:
             if torch.cuda.is_available()
             else (torch.device("cpu"))
         )
+        if config.deterministic:
+            use_deterministic_kernels()
+        self.autocast_dtype = autocast_dtype(config.precision, self.device)
+        self.piece_size = piece_size(config, self.device)
         self.model = loaded.encoder.to(self.device)
         if config.freeze_embeddings:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
@@ -154,8 +158,13 @@ class Trainer:
         return pair.passage_lang
 
     # -- one step --------------------------------------------------------------------------------------------
-    def _forward(self, inputs: Inputs) -> torch.Tensor:
-        return self.module(inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device))
+    def _forward(self, inputs: Inputs, module: torch.nn.Module | None = None) -> torch.Tensor:
+        """Embeddings in fp32 (under bf16 autocast the encoder runs in bf16; the loss must not)."""
+        module = module or self.module
+        dtype = self.autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            out = module(inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device))
+        return out.float()
 
     def _pieces(self, inputs: Inputs, size: int) -> tuple[list[Inputs], torch.Tensor]:
         """Rows sorted by length, cut into pieces of ``size``, each trimmed to its own longest row.
@@ -172,11 +181,8 @@ class Trainer:
             pieces.append({key: value[rows, :width] for key, value in inputs.items()})
         return pieces, order
 
-    def _piece_size(self) -> int:
-        return self.config.grad_cache_chunk if self.config.grad_cache_chunk > 0 else self.config.pad_bucket
-
     def _embed(self, inputs: Inputs, forward: Callable[[Inputs], torch.Tensor]) -> torch.Tensor:
-        pieces, order = self._pieces(inputs, self._piece_size())
+        pieces, order = self._pieces(inputs, self.piece_size)
         return _unsort(torch.cat([forward(piece) for piece in pieces]), order)
 
     def _loss(self, queries: torch.Tensor, passages: torch.Tensor, n_positives: int) -> torch.Tensor:
@@ -247,7 +253,7 @@ class Trainer:
         self.model.eval()
 
         def forward(piece: Inputs) -> torch.Tensor:  # the bare model: no DDP collectives for evaluation
-            return self.model(piece["input_ids"].to(self.device), piece["attention_mask"].to(self.device))
+            return self._forward(piece, self.model)
 
         losses = []
         for step, batch in enumerate(self.dev_batches):
@@ -278,7 +284,8 @@ class Trainer:
             )
         if self.distributed:
             dist.barrier()
-        torch.save({"cpu": torch.get_rng_state(), "python": random.getstate()}, tmp / f"rng-rank{self.rank}.pt")
+        cpu, cuda = self._rng_state()  # CUDA's too: dropout on a GPU draws from it
+        torch.save({"cpu": cpu, "cuda": cuda, "python": random.getstate()}, tmp / f"rng-rank{self.rank}.pt")
         if self.distributed:
             dist.barrier()
         if self.rank == 0:
@@ -326,6 +333,8 @@ class Trainer:
         self.state = TrainState(**saved["state"])
         rng = torch.load(self.checkpoint_dir / f"rng-rank{self.rank}.pt", weights_only=False)
         torch.set_rng_state(rng["cpu"])
+        if rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
         random.setstate(rng["python"])
         log.info("resumed %s at step %d", self.checkpoint_dir, self.state.step)
         return True
@@ -420,6 +429,9 @@ class Trainer:
             "stopped_early": self.state.stopped_early,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "world_size": self.world_size,
+            "device": str(self.device),
+            "precision": "bf16" if self.autocast_dtype is not None else "fp32",
+            "piece_size": self.piece_size,
             "ranks_agree": agree,
         }
 
@@ -441,3 +453,33 @@ class Trainer:
 def _unsort(rows_in_order: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Rows computed in ``order`` back to input order (differentiable)."""
     return rows_in_order[torch.argsort(order)]
+
+
+CPU_PAD_BUCKET = 8  # pieces of 8 rows on a CPU: the padding saved outweighs the smaller matrix products
+
+
+def piece_size(config: TrainConfig, device: torch.device) -> int:
+    """Rows per forward pass: GradCache's chunk, else pad_bucket, else per device (pad_bucket 0)."""
+    if config.grad_cache_chunk > 0:
+        return config.grad_cache_chunk
+    if config.pad_bucket > 0:
+        return config.pad_bucket
+    return CPU_PAD_BUCKET if device.type == "cpu" else 2**31 - 1  # a GPU: the whole batch at once
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 for autocast, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError(f"precision bf16: {torch.cuda.get_device_name(device)} does not support bfloat16")
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+
+
+def use_deterministic_kernels() -> None:
+    """cuBLAS needs a fixed workspace before its first call for deterministic results (CUDA docs: reproducibility)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,10 +14,11 @@ import torch
 
 from tests.conftest import free_port, running_server
 from tests.tiny import ROOT
-from training.config import TrainConfig, build_config
+from training.config import ConfigError, TrainConfig, build_config
 from training.data import read_parallel_jsonl
 from training.model import load_encoder
-from training.trainer import Trainer
+from training.train import init_distributed
+from training.trainer import Trainer, autocast_dtype, piece_size
 
 
 def tiny_config(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, **changes: object) -> TrainConfig:
@@ -121,11 +124,25 @@ def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_model: Path, parallel_js
     assert summary["best_dev_loss"] == min(dev)
 
 
+@pytest.fixture
+def deterministic_kernels() -> Iterator[None]:
+    """``deterministic: true`` switches torch's process-wide setting; the other tests must not inherit it."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
 @pytest.mark.parametrize(
     "changes", [{"grad_cache_chunk": 3}, {"lora_rank": 4, "lora_alpha": 8.0}], ids=["full-grad-cache", "lora"]
 )
-def test_resume_gives_the_same_weights(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, changes: dict) -> None:
-    """Crash after the step-4 checkpoint, resume: the final weights equal an uninterrupted run's, bit for bit."""
+def test_resume_gives_the_same_weights(
+    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, changes: dict, deterministic_kernels: None
+) -> None:
+    """Crash after the step-4 checkpoint, resume: the final weights equal an uninterrupted run's, bit for bit.
+
+    On a GPU this needs ``deterministic`` (and the CUDA RNG in the checkpoint, for dropout); on a CPU it holds
+    either way.
+    """
+    changes = {**changes, "deterministic": True}
     straight = tiny_config(tmp_path / "a", tiny_model, parallel_jsonl, hard_negatives=True, **changes)
     reference = make_trainer(straight, parallel_jsonl)
     reference.fit()
@@ -162,6 +179,8 @@ def test_two_process_ddp_run_agrees(tmp_path: Path, tiny_model: Path, parallel_j
     overrides = {key: ",".join(v) if isinstance(v, list) else str(v) for key, v in config.to_dict().items()}
     args = [a for key, value in overrides.items() for a in (f"--{key}", value)]
     torchrun = Path(sys.executable).with_name("torchrun")
+    # two processes need two GPUs (one each); with fewer, both run on the CPU with gloo
+    cpu_unless_two_gpus = {} if torch.cuda.device_count() >= 2 else {"CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
         [
             str(torchrun),
@@ -180,12 +199,46 @@ def test_two_process_ddp_run_agrees(tmp_path: Path, tiny_model: Path, parallel_j
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", **cpu_unless_two_gpus},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "runs" / "ddp" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["ranks_agree"] is True and summary["steps"] == 4
     assert (tmp_path / "models" / "ddp" / "model.safetensors").is_file()
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun --nproc-per-node 2 on a one-GPU machine: stop before any CUDA call, saying what to do."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: pytest.fail("a CUDA call was made"))
+    for key, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=r"2 processes on this node but it has 1 GPU\(s\).*--nproc-per-node 1"):
+        init_distributed()
+
+
+def test_precision_and_piece_size_follow_the_device(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", gpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16  # CPU autocast exists; "auto" never picks it
+    config = tiny_config(tmp_path, tiny_model, parallel_jsonl)
+    assert config.pad_bucket == 0 and piece_size(config, cpu) == 8 and piece_size(config, gpu) >= 10**9
+    assert piece_size(tiny_config(tmp_path, tiny_model, parallel_jsonl, pad_bucket=16), gpu) == 16
+    assert piece_size(tiny_config(tmp_path, tiny_model, parallel_jsonl, grad_cache_chunk=4, pad_bucket=16), gpu) == 4
+    with pytest.raises(ValueError, match="precision"):
+        tiny_config(tmp_path, tiny_model, parallel_jsonl, precision="fp16")
+
+
+def test_bf16_autocast_trains_with_an_fp32_loss(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+    """bf16 on the CPU runs the same code path a GPU's auto precision takes: bf16 encoder, fp32 embeddings."""
+    config = tiny_config(tmp_path, tiny_model, parallel_jsonl, precision="bf16", max_steps=2, eval_every=2)
+    trainer = make_trainer(config, parallel_jsonl)
+    collated = trainer.collate(trainer.sampler.batch(0), trainer.train_data, 0)
+    assert trainer._forward(collated.queries).dtype == torch.float32
+    summary = trainer.fit()
+    assert summary["precision"] == "bf16" and math.isfinite(summary["best_dev_loss"])
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast: weights stay fp32
 
 
 @pytest.mark.e2e
