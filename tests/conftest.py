@@ -23,11 +23,18 @@ TINY_MAX_LENGTH = 64
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny random BERT exported through the real export path (no prefixes, so query == passage embedding)."""
+def tiny_hf_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random BERT as a Hugging Face folder: all the training tests need (torch only, so they run on a GPU
+    machine without the service's dependencies)."""
+    return build_tiny_hf_model(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_hf_model: Path) -> Path:
+    """The tiny BERT exported through the real export path (no prefixes, so query == passage embedding)."""
     from training.export import GateSample, export_model
 
-    folder = build_tiny_hf_model(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+    folder = tiny_hf_model
     queries = [r["text"][:80] for r in demo_records(limit=20)]
     sample = GateSample(queries, [r["text"] for r in demo_records()][::20])
     export_model(

@@ -21,10 +21,10 @@ from training.train import init_distributed
 from training.trainer import Trainer, autocast_dtype, piece_size
 
 
-def tiny_config(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, **changes: object) -> TrainConfig:
+def tiny_config(tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, **changes: object) -> TrainConfig:
     values = {
         "run_name": "tiny-run",
-        "model": str(tiny_model),
+        "model": str(tiny_hf_model),
         "output_dir": str(tmp_path / "models"),
         "runs_dir": str(tmp_path / "runs"),
         "data_format": "jsonl",
@@ -53,10 +53,10 @@ def make_trainer(config: TrainConfig, parallel_jsonl: Path, on_step=None) -> Tra
     return Trainer(config, load_encoder(config.model, max_length=48), train, dev, on_step)
 
 
-def test_grad_cache_gives_the_full_batch_gradient(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+def test_grad_cache_gives_the_full_batch_gradient(tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path) -> None:
     grads = {}
     for chunk in (0, 3):
-        config = tiny_config(tmp_path, tiny_model, parallel_jsonl, grad_cache_chunk=chunk, hard_negatives=True)
+        config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, grad_cache_chunk=chunk, hard_negatives=True)
         trainer = make_trainer(config, parallel_jsonl)
         trainer.model.eval()  # no dropout: both paths must then give the same gradient
         collated = trainer.collate(trainer.sampler.batch(0), trainer.train_data, 0)
@@ -68,10 +68,10 @@ def test_grad_cache_gives_the_full_batch_gradient(tmp_path: Path, tiny_model: Pa
 
 @pytest.mark.parametrize("language", ["passage", "query", "any"])
 def test_hard_negatives_come_in_the_configured_language(
-    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, language: str
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, language: str
 ) -> None:
     config = tiny_config(
-        tmp_path, tiny_model, parallel_jsonl, strategy="cross", hard_negatives=True, hard_negative_language=language
+        tmp_path, tiny_hf_model, parallel_jsonl, strategy="cross", hard_negatives=True, hard_negative_language=language
     )
     trainer = make_trainer(config, parallel_jsonl)
     data = trainer.train_data
@@ -91,23 +91,23 @@ def test_hard_negatives_come_in_the_configured_language(
 
 
 def test_hard_negatives_per_pair_takes_as_many_as_the_data_has(
-    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path
 ) -> None:
-    config = tiny_config(tmp_path, tiny_model, parallel_jsonl, hard_negatives=True, hard_negatives_per_pair=3)
+    config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negatives=True, hard_negatives_per_pair=3)
     trainer = make_trainer(config, parallel_jsonl)
     batch = trainer.sampler.batch(0)
     assert len(trainer.hard_negatives(batch, trainer.train_data, 0)) == len(batch.pairs)  # one each in the data
     with pytest.raises(ValueError, match="hard_negative_language"):
-        tiny_config(tmp_path, tiny_model, parallel_jsonl, hard_negative_language="french")
+        tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negative_language="french")
     with pytest.raises(ValueError, match="hard_negatives_per_pair"):
-        tiny_config(tmp_path, tiny_model, parallel_jsonl, hard_negatives_per_pair=0)
+        tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negatives_per_pair=0)
 
 
-def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path) -> None:
     """30 ids x 4 languages, 60 steps of batch 8: the random tiny encoder starts at chance (ln 8 = 2.08)."""
     config = tiny_config(
         tmp_path,
-        tiny_model,
+        tiny_hf_model,
         parallel_jsonl,
         max_steps=60,
         eval_every=30,
@@ -135,7 +135,7 @@ def deterministic_kernels() -> Iterator[None]:
     "changes", [{"grad_cache_chunk": 3}, {"lora_rank": 4, "lora_alpha": 8.0}], ids=["full-grad-cache", "lora"]
 )
 def test_resume_gives_the_same_weights(
-    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, changes: dict, deterministic_kernels: None
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, changes: dict, deterministic_kernels: None
 ) -> None:
     """Crash after the step-4 checkpoint, resume: the final weights equal an uninterrupted run's, bit for bit.
 
@@ -143,7 +143,7 @@ def test_resume_gives_the_same_weights(
     either way.
     """
     changes = {**changes, "deterministic": True}
-    straight = tiny_config(tmp_path / "a", tiny_model, parallel_jsonl, hard_negatives=True, **changes)
+    straight = tiny_config(tmp_path / "a", tiny_hf_model, parallel_jsonl, hard_negatives=True, **changes)
     reference = make_trainer(straight, parallel_jsonl)
     reference.fit()
 
@@ -154,7 +154,7 @@ def test_resume_gives_the_same_weights(
         if step == 5:
             raise Crash
 
-    interrupted = tiny_config(tmp_path / "b", tiny_model, parallel_jsonl, hard_negatives=True, **changes)
+    interrupted = tiny_config(tmp_path / "b", tiny_hf_model, parallel_jsonl, hard_negatives=True, **changes)
     with pytest.raises(Crash):
         make_trainer(interrupted, parallel_jsonl, crash_at_5).fit()
     saved = torch.load(interrupted.run_dir / "checkpoint" / "state.pt", weights_only=False)["model"]
@@ -172,9 +172,9 @@ def test_resume_gives_the_same_weights(
     assert steps == reference_steps  # the crashed step's record was dropped and redone
 
 
-def test_two_process_ddp_run_agrees(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+def test_two_process_ddp_run_agrees(tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path) -> None:
     config = tiny_config(
-        tmp_path, tiny_model, parallel_jsonl, run_name="ddp", max_steps=4, eval_every=2, grad_cache_chunk=4
+        tmp_path, tiny_hf_model, parallel_jsonl, run_name="ddp", max_steps=4, eval_every=2, grad_cache_chunk=4
     )
     overrides = {key: ",".join(v) if isinstance(v, list) else str(v) for key, v in config.to_dict().items()}
     args = [a for key, value in overrides.items() for a in (f"--{key}", value)]
@@ -218,21 +218,21 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPat
         init_distributed()
 
 
-def test_precision_and_piece_size_follow_the_device(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+def test_precision_and_piece_size_follow_the_device(tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path) -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", gpu) is None
     assert autocast_dtype("bf16", cpu) is torch.bfloat16  # CPU autocast exists; "auto" never picks it
-    config = tiny_config(tmp_path, tiny_model, parallel_jsonl)
+    config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl)
     assert config.pad_bucket == 0 and piece_size(config, cpu) == 8 and piece_size(config, gpu) >= 10**9
-    assert piece_size(tiny_config(tmp_path, tiny_model, parallel_jsonl, pad_bucket=16), gpu) == 16
-    assert piece_size(tiny_config(tmp_path, tiny_model, parallel_jsonl, grad_cache_chunk=4, pad_bucket=16), gpu) == 4
+    assert piece_size(tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, pad_bucket=16), gpu) == 16
+    assert piece_size(tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, grad_cache_chunk=4, pad_bucket=16), gpu) == 4
     with pytest.raises(ValueError, match="precision"):
-        tiny_config(tmp_path, tiny_model, parallel_jsonl, precision="fp16")
+        tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, precision="fp16")
 
 
-def test_bf16_autocast_trains_with_an_fp32_loss(tmp_path: Path, tiny_model: Path, parallel_jsonl: Path) -> None:
+def test_bf16_autocast_trains_with_an_fp32_loss(tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path) -> None:
     """bf16 on the CPU runs the same code path a GPU's auto precision takes: bf16 encoder, fp32 embeddings."""
-    config = tiny_config(tmp_path, tiny_model, parallel_jsonl, precision="bf16", max_steps=2, eval_every=2)
+    config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, precision="bf16", max_steps=2, eval_every=2)
     trainer = make_trainer(config, parallel_jsonl)
     collated = trainer.collate(trainer.sampler.batch(0), trainer.train_data, 0)
     assert trainer._forward(collated.queries).dtype == torch.float32
@@ -243,12 +243,13 @@ def test_bf16_autocast_trains_with_an_fp32_loss(tmp_path: Path, tiny_model: Path
 
 @pytest.mark.e2e
 def test_train_py_end_to_end_then_serve(
-    tmp_path: Path, tiny_model: Path, parallel_jsonl: Path, tiny_corpus: Path
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, tiny_corpus: Path
 ) -> None:
     """`python training/train.py` on the tiny model; the service then loads its output and answers /search."""
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(
-        f"run_name: tiny-e2e\nmodel: {tiny_model}\noutput_dir: {tmp_path / 'models'}\nruns_dir: {tmp_path / 'runs'}\n"
+        f"run_name: tiny-e2e\nmodel: {tiny_hf_model}\n"
+        f"output_dir: {tmp_path / 'models'}\nruns_dir: {tmp_path / 'runs'}\n"
         f"data_format: jsonl\ntrain_path: {parallel_jsonl}\nlanguages: [en, de, es, zh]\n"
         "batch_size: 8\nmax_steps: 4\neval_every: 2\ncheckpoint_every: 2\nmax_passage_length: 48\n"
     )
