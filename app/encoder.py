@@ -91,6 +91,11 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_threads else "0")
         self.session = ort.InferenceSession(str(onnx_path), options, providers=choose_providers(runtime))
         self.providers = self.session.get_providers()
+        if runtime == "cuda" and CUDA not in self.providers:  # listed by onnxruntime-gpu, but no usable GPU/driver
+            raise RuntimeError(
+                f"runtime=cuda but ONNX Runtime could not start its CUDA provider (session runs on {self.providers}): "
+                "check the GPU driver and CUDA/cuDNN libraries, or use runtime=auto/cpu"
+            )
         log.info("loaded %s (%s) on %s", onnx_path, self.variant, self.providers)
 
     @property

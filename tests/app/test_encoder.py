@@ -25,6 +25,22 @@ def test_cuda_runtime_without_cuda_is_a_clear_error() -> None:
         choose_providers("cuda")
 
 
+def test_a_gpu_build_selects_cuda_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the GPU image (onnxruntime-gpu) lists; auto and cuda put CUDA first with CPU as the fallback."""
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    assert choose_providers("auto") == [CUDA, CPU] and choose_providers("cuda") == [CUDA, CPU]
+    assert choose_providers("cpu") == [CPU]
+
+
+@pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this machine has CUDA")
+def test_cuda_listed_but_unusable_is_a_clear_error(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu lists CUDA even without a GPU; its session then falls back to the CPU. runtime=cuda refuses."""
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    with pytest.raises(RuntimeError, match="could not start its CUDA provider"):
+        OnnxEncoder(tiny_model, runtime="cuda")
+    assert OnnxEncoder(tiny_model, runtime="auto").providers == [CPU]  # auto just runs on the CPU
+
+
 def test_truncate_keeps_closing_special_tokens() -> None:
     long = SimpleNamespace(ids=[101, 5, 6, 7, 8, 102], special_tokens_mask=[1, 0, 0, 0, 0, 1])
     assert truncate_tokens(long, 4) == [101, 5, 6, 102]  # type: ignore[arg-type]
