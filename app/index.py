@@ -24,6 +24,7 @@ import numpy as np
 
 from app.encoder import OnnxEncoder
 from app.jsonl import json_objects
+from app.limits import metadata_problem
 from app.manifest import IndexManifest, ManifestError, load_index_manifest, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def read_corpus(path: Path) -> Iterator[Document]:
         metadata = record.get("metadata", {})
         if not isinstance(metadata, dict):
             raise CorpusError(f"{where}: 'metadata' must be an object")
+        if problem := metadata_problem(metadata):
+            raise CorpusError(f"{where}: {problem}")
         if record["id"] in seen:
             raise CorpusError(f"{where}: duplicate id {record['id']!r}")
         seen.add(record["id"])

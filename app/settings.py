@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.limits import MAX_METADATA_DEPTH
+
 Keys = Annotated[list[str], NoDecode]
 
 
@@ -26,6 +28,9 @@ class Settings(BaseSettings):
     max_documents_per_request: int = Field(256, ge=1, description="most documents in one POST /documents")
     max_document_chars: int = Field(20000, ge=1, description="longer document texts are refused (422)")
     max_metadata_bytes: int = Field(4096, ge=2, description="largest metadata object, as compact JSON")
+    max_metadata_depth: int = Field(
+        MAX_METADATA_DEPTH, ge=1, le=200, description="most nested levels of objects/arrays in metadata"
+    )
     max_body_bytes: int = Field(4 * 2**20, ge=1024, description="larger request bodies are refused (413)")
     request_timeout_s: float = Field(30.0, gt=0, description="a request still waiting after this gets 504")
     batch_max_texts: int = Field(32, ge=1, description="dynamic batching: most texts in one model call")

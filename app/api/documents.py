@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.api.deps import get_engine, get_settings, require_read_key, require_write_key, wait_for
 from app.engine import InvalidQuery
 from app.index import Document
+from app.limits import metadata_problem
 from app.schemas import DOCUMENT_ID_PATTERN, DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
 
 router = APIRouter(tags=["documents"])
@@ -38,6 +39,8 @@ async def upsert_documents(body: UpsertRequest, request: Request) -> UpsertRespo
             f"{len(body.documents)} documents in one request; the limit is {settings.max_documents_per_request}"
         )
     for i, document in enumerate(body.documents):
+        if problem := metadata_problem(document.metadata, settings.max_metadata_depth):
+            raise InvalidQuery(f"document {i} ({document.id!r}): {problem}")
         size = len(json.dumps(document.metadata, ensure_ascii=False, separators=(",", ":")).encode())
         if size > settings.max_metadata_bytes:
             raise InvalidQuery(

@@ -25,6 +25,8 @@ def write_lines(path: Path, lines: list[str]) -> Path:
         ('{"id": 3, "text": "x", "lang": "en"}', "'id' must be a non-empty string"),
         ('{"id": "a", "text": "x"}', "'lang' must be a non-empty string"),
         ('{"id": "a", "text": "x", "lang": "en", "metadata": 5}', "'metadata' must be an object"),
+        ('{"id": "a", "text": "x", "lang": "en", "metadata": {"s": NaN}}', "JSON has no NaN or Infinity"),
+        ('{"id": "a", "text": "x", "lang": "en", "metadata": {"k": ' + "[" * 40 + "]" * 40 + "}}", "than 32 levels"),
     ],
 )
 def test_corpus_errors_name_file_and_line(tmp_path: Path, line: str, message: str) -> None:
