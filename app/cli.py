@@ -73,9 +73,16 @@ def _claim_write_log(index_dir: Path, discard_writes: bool) -> WriteAheadLog | N
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    from app.limits import bounded_http_protocol
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        http=bounded_http_protocol(settings),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

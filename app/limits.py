@@ -1,6 +1,7 @@
-"""Limits on what clients send: request body checks as plain ASGI middleware, and the metadata a document may carry.
+"""Limits on what clients send: the request head (bytes, fields, time), the body, and a document's metadata.
 
-Size: a declared ``Content-Length`` over the limit is refused at once (413); a chunked body is counted as it
+Head: ``bounded_http_protocol`` (431 over the size or field-count limit, 408 when it does not arrive in time).
+Body size: a declared ``Content-Length`` over the limit is refused at once (413); a chunked body is counted as it
 arrives and refused as soon as it passes the limit, so no request can make the server buffer more than the limit.
 Encoding: a JSON body that is not UTF-8 gets a 400 naming the first bad byte (the framework's own answer would only
 say that the body could not be parsed).
@@ -8,16 +9,22 @@ say that the body could not be parsed).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from app.settings import Settings
+
 
 class RequestBodyChecks:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -30,7 +37,13 @@ class RequestBodyChecks:
         chunks: list[bytes] = []
         total = 0
         while True:
-            message = await receive()
+            try:  # a client that stops sending holds a connection and a buffer: not for ever
+                async with asyncio.timeout(self.read_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                detail = f"request body stalled for {self.read_timeout_s:g} s after {total} bytes"
+                await self._answer(send, 408, detail)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -92,3 +105,92 @@ def metadata_problem(metadata: object, max_depth: int = MAX_METADATA_DEPTH) -> s
             items = value.items() if isinstance(value, dict) else enumerate(value)
             pending += [(item, depth + 1, f"{where}[{key!r}]") for key, item in items]
     return None
+
+
+class HeadTooLarge(Exception):
+    """The request line and headers pass a limit (raised inside the HTTP parser to stop it)."""
+
+
+def bounded_http_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with limits on the request head: bytes, header fields and time to arrive.
+
+    httptools keeps a header in memory until it is complete, and uvicorn sets no limit, so one unauthenticated
+    client could send a 64 MiB header (issue 15). The bytes are counted as they arrive, before the parser sees
+    them; the head must also arrive within ``header_timeout_s`` of its first byte (or of the connection).
+    """
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    max_bytes, max_fields, timeout = settings.max_header_bytes, settings.max_headers, settings.header_timeout_s
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._next_head()
+            self._start_head_timer()  # a connection that never sends a byte is closed too
+
+        def _next_head(self) -> None:
+            self._in_head, self._head_bytes, self._tail, self._head_timer = True, 0, b"", None
+            self._head_refusal = ""
+
+        def _start_head_timer(self) -> None:
+            self._head_timer = self.loop.call_later(timeout, self._head_too_slow)
+
+        def _end_head(self) -> None:
+            self._in_head = False
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                if self._head_timer is None:
+                    self._start_head_timer()
+                window = self._tail + data
+                end = window.find(b"\r\n\r\n")  # the blank line that ends the head
+                self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+                self._tail = window[-3:]
+                if self._head_bytes > max_bytes:
+                    self._refuse(431, f"request line and headers are over the {max_bytes}-byte limit")
+                    return
+            super().data_received(data)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if len(self.headers) >= max_fields:
+                # httptools turns any error raised here into its parser error, which uvicorn answers with a 400
+                self._head_refusal = f"more than {max_fields} header fields"
+                raise HeadTooLarge(self._head_refusal)
+            super().on_header(name, value)
+
+        def send_400_response(self, msg: str) -> None:
+            if self._head_refusal:
+                self._refuse(431, self._head_refusal)
+            else:
+                super().send_400_response(msg)
+
+        def on_headers_complete(self) -> None:
+            self._end_head()
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._next_head()  # keep-alive: the next request's head is bounded again, timed from its first byte
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._end_head()
+            super().connection_lost(exc)
+
+        def _head_too_slow(self) -> None:
+            self._head_timer = None
+            self._refuse(408, f"request line and headers not received within {timeout:g} s")
+
+        def _refuse(self, status: int, detail: str) -> None:
+            self._end_head()
+            if self.transport.is_closing():
+                return
+            body = json.dumps({"detail": detail}).encode()
+            head = [STATUS_LINE[status], b"content-type: application/json\r\n", b"connection: close\r\n"]
+            head.append(b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+            self.transport.write(b"".join(head) + body)
+            self.transport.close()
+
+    return BoundedHttpToolsProtocol

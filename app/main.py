@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.metrics = metrics
     app.include_router(router)
-    app.add_middleware(RequestBodyChecks, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestBodyChecks, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_timeout_s)
     app.add_middleware(RecordMetrics, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)

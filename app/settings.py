@@ -32,6 +32,14 @@ class Settings(BaseSettings):
         MAX_METADATA_DEPTH, ge=1, le=200, description="most nested levels of objects/arrays in metadata"
     )
     max_body_bytes: int = Field(4 * 2**20, ge=1024, description="larger request bodies are refused (413)")
+    max_header_bytes: int = Field(
+        64 * 2**10, ge=1024, description="request line + headers larger than this are refused (431)"
+    )
+    max_headers: int = Field(100, ge=8, description="requests with more header fields are refused (431)")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a request line + headers not complete this long after they start get 408"
+    )
+    body_timeout_s: float = Field(30.0, gt=0, description="a request body that stalls this long between reads gets 408")
     request_timeout_s: float = Field(30.0, gt=0, description="a request still waiting after this gets 504")
     batch_max_texts: int = Field(32, ge=1, description="dynamic batching: most texts in one model call")
     batch_max_tokens: int = Field(8192, ge=64, description="dynamic batching: most padded tokens in one model call")
