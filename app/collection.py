@@ -2,23 +2,40 @@
 
 Every write is appended to the write-ahead log (fsynced) and applied to the in-memory index under one lock before
 it is acknowledged, so a search never sees half a write and an acknowledged write survives ``kill -9``. Every
-``snapshot_every`` writes (and at shutdown) the index is saved as a new version folder that records the last log
-record it holds, and the log is emptied. Start-up loads the newest snapshot and replays the records after it.
+``snapshot_every`` writes a background thread saves the index as a new version folder that records the last log
+record it holds: the lock is held only to copy the rows and rotate the log, never for the save, and a write is
+never answered by a snapshot's failure (the thread retries with back-off; ``/ready`` and a metric report it).
+Start-up loads the newest snapshot (or, when it is damaged, the one before, from which the kept log segments
+replay) and replays the records after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from app.index import HNSW_READ_ONLY, Document, Group, Hit, ReadOnlyIndex, SearchIndex
-from app.wal import WriteAheadLog, decode_vector, encode_vector, read_records
+from app.index import (
+    HNSW_READ_ONLY,
+    Document,
+    Group,
+    Hit,
+    ReadOnlyIndex,
+    SearchIndex,
+    point_link,
+    version_folders,
+    write_version,
+)
+from app.manifest import ManifestError
+from app.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_log
 
 log = logging.getLogger(__name__)
+MAX_SNAPSHOT_BACKOFF_S = 300.0
 
 
 def wal_path(index_dir: Path) -> Path:
@@ -29,15 +46,27 @@ class Collection:
     def __init__(self, index_dir: Path, snapshot_every: int = 1000) -> None:
         self.index_dir = Path(index_dir)
         self.snapshot_every = snapshot_every
-        self.index = SearchIndex.load(self.index_dir)
+        self.recovered_from: str | None = None  # set when the newest snapshot was damaged (see /ready)
+        self.index = self._load()
         self._lock = threading.Lock()
+        self._snapshot_mutex = threading.Lock()  # one snapshot at a time: the background thread or close()
         self._writes_since_snapshot = 0
+        self._good_snapshot_seq = self.index.manifest.wal_seq  # log records after it are kept on disk
+        self.snapshot_failures = 0
+        self.snapshot_error: str | None = None
         path = wal_path(self.index_dir)
-        replayed = self._replay(read_records(path)[0])
+        replayed = self._replay(read_log(path))
         self.wal: WriteAheadLog | None = None
         self.read_only_reason: str | None = None
         if not self.index.writable:
             self.read_only_reason = HNSW_READ_ONLY
+        elif self.index_dir.is_dir() and not self.index_dir.is_symlink():
+            self.read_only_reason = (
+                f"{self.index_dir} is a plain folder, not the index layout (a link to a version folder) that "
+                "snapshots need; rebuild it with `python -m app.cli index`, or move it to "
+                f".{self.index_dir.name}.<stamp> beside a link named {self.index_dir.name}"
+            )
+            log.warning("documents API disabled: %s", self.read_only_reason)
         else:
             try:
                 self.wal = WriteAheadLog(path)
@@ -48,12 +77,55 @@ class Collection:
         if replayed:
             log.info("replayed %d logged writes after the snapshot", replayed)
             self._writes_since_snapshot = replayed
+        self._wanted, self._stopping = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.wal is not None:
+            self._thread = threading.Thread(target=self._snapshot_loop, name="snapshots", daemon=True)
+            self._thread.start()
+            if self._writes_since_snapshot >= self.snapshot_every:
+                self._wanted.set()
+
+    def _load(self) -> SearchIndex:
+        """The newest snapshot, or the newest older one that loads when it is damaged (said loudly)."""
+        try:
+            return SearchIndex.load(self.index_dir)
+        except (ManifestError, OSError) as damage:
+            newest = self.index_dir.resolve() if self.index_dir.is_symlink() else None
+            for version in version_folders(self.index_dir):
+                if version.resolve() == newest:
+                    continue
+                try:
+                    index = SearchIndex.load(version)
+                except (ManifestError, OSError):
+                    continue
+                self.recovered_from = f"the newest snapshot could not be loaded ({damage}); serving {version.name}"
+                log.error("index %s: %s", self.index_dir, self.recovered_from)
+                self._set_aside(newest, version)
+                return index
+            raise
+
+    def _set_aside(self, damaged: Path | None, good: Path) -> None:
+        """Point the link back at the good version and rename the damaged one out of the versions' way."""
+        try:
+            if damaged is not None and damaged.is_dir():
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+                damaged.rename(damaged.with_name(f".{self.index_dir.name}.damaged-{stamp}"))
+            point_link(self.index_dir, good)
+        except OSError as exc:  # a read-only volume: serve the good version, leave the files as they are
+            log.warning("could not set the damaged snapshot aside: %s", exc)
 
     def _replay(self, records: list[dict]) -> int:
         replayed = 0
+        expected = self.index.manifest.wal_seq + 1
         for record in records:
             if record["seq"] <= self.index.manifest.wal_seq:
-                continue  # already in the snapshot (a crash came between snapshot and log reset)
+                continue  # already in the snapshot (kept for an older snapshot, or a crash before the rotation)
+            if record["seq"] != expected:
+                raise WalError(
+                    f"the log of {self.index_dir} lacks records {expected}..{record['seq'] - 1} after the snapshot "
+                    f"(which holds records up to {self.index.manifest.wal_seq}); refusing to serve without them"
+                )
+            expected += 1
             if record["op"] == "upsert":
                 docs = [Document(d["id"], d["text"], d["lang"], d.get("metadata", {})) for d in record["documents"]]
                 vectors = np.stack([decode_vector(d["vector"]) for d in record["documents"]])
@@ -139,24 +211,62 @@ class Collection:
     def _after_write(self) -> None:
         self._writes_since_snapshot += 1
         if self._writes_since_snapshot >= self.snapshot_every:
-            self._snapshot_locked()
+            self._wanted.set()  # the snapshot thread saves; this write is answered now
+
+    def _snapshot_loop(self) -> None:
+        backoff = 0.0
+        while not self._stopping.is_set():
+            if not self._wanted.wait(timeout=1.0) or self._stopping.is_set():
+                continue
+            try:
+                self.snapshot()
+                backoff = 0.0
+            except Exception:  # recorded by snapshot(); tried again after a pause that doubles up to 5 minutes
+                backoff = min(max(1.0, 2 * backoff), MAX_SNAPSHOT_BACKOFF_S)
+                self._stopping.wait(backoff)
 
     def snapshot(self) -> None:
-        """Save the index with everything logged so far and empty the log (no-op without logged writes)."""
-        with self._lock:
-            if self.wal is not None and self._writes_since_snapshot:
-                self._snapshot_locked()
+        """Save the index with everything logged so far (no-op without new writes); the lock is held only to copy
+        the rows and rotate the log. Raises on failure, after recording it; the writes stay in the log."""
+        with self._snapshot_mutex:
+            with self._lock:
+                pending = self._writes_since_snapshot
+                self._wanted.clear()
+                if self.wal is None or not pending:
+                    return
+                seq = self.wal.last_seq
+                vectors, documents, manifest = self.index.snapshot_copy(wal_seq=seq)
+                self.wal.rotate()
+                self._writes_since_snapshot = 0
+            started = time.perf_counter()
+            try:
+                write_version(self.index_dir, vectors, documents, manifest)
+                with self._lock:
+                    self.index.manifest = self.index.manifest.model_copy(update={"wal_seq": seq})
+                    self.wal.drop_through(self._good_snapshot_seq)  # the previous snapshot may still be needed
+                    self._good_snapshot_seq = seq
+            except Exception as exc:
+                with self._lock:
+                    self._writes_since_snapshot += pending
+                self.snapshot_failures += 1
+                self.snapshot_error = f"{type(exc).__name__}: {exc}"
+                log.error("snapshot at log record %d failed (the writes stay in the log): %s", seq, exc)
+                raise
+            self.snapshot_error = None
+            seconds = time.perf_counter() - started
+            log.info("snapshot at log record %d (%d documents) in %.2f s", seq, len(documents), seconds)
 
-    def _snapshot_locked(self) -> None:
-        assert self.wal is not None
-        started = time.perf_counter()
-        seq = self.wal.last_seq
-        self.index.save(self.index_dir, wal_seq=seq)
-        self.wal.reset(seq)  # a crash before this line only means replay skips records <= seq
-        self._writes_since_snapshot = 0
-        log.info("snapshot at log record %d (%d documents) in %.2f s", seq, self.size, time.perf_counter() - started)
+    def stop_snapshots(self) -> None:
+        """Stop the background snapshot thread (waits for a snapshot in progress)."""
+        self._stopping.set()
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
     def close(self) -> None:
-        self.snapshot()
+        self.stop_snapshots()
+        with contextlib.suppress(Exception):  # recorded and logged; every write is in the log, replayed at start
+            self.snapshot()
         if self.wal is not None:
             self.wal.close()

@@ -359,30 +359,22 @@ class SearchIndex:
 
         ``wal_seq`` records the last write-ahead-log record the snapshot holds (replay starts after it).
         """
-        index_dir = Path(index_dir)
-        index_dir.parent.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        version = index_dir.parent / f".{index_dir.name}.{stamp}"
-        version.mkdir()
+        vectors, documents, manifest = self.snapshot_copy(wal_seq)
+        version = write_version(index_dir, vectors, documents, manifest)
+        self.manifest = manifest
+        return version
+
+    def snapshot_copy(self, wal_seq: int | None = None) -> tuple[faiss.Index, list[Document], IndexManifest]:
+        """What a snapshot writes, copied (for a writable index) so that the writing can happen without a lock."""
         vectors, documents = self._rows()
-        self.manifest = self.manifest.model_copy(
+        manifest = self.manifest.model_copy(
             update={
                 "size": len(documents),
                 "languages": dict(sorted(Counter(d.lang for d in documents).items())),
                 "wal_seq": self.manifest.wal_seq if wal_seq is None else wal_seq,
             }
         )
-        faiss.write_index(vectors, str(version / VECTORS_FILE))
-        with open(version / DOCS_FILE, "w", encoding="utf-8") as handle:
-            for d in documents:
-                row = {"id": d.id, "text": d.text, "lang": d.lang, "metadata": d.metadata}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        write_json_atomic(version / "manifest.json", self.manifest)
-        for name in (VECTORS_FILE, DOCS_FILE, "manifest.json"):
-            _fsync(version / name)
-        _fsync(version)
-        _point_link(index_dir, version)
-        return version
+        return vectors, documents, manifest
 
     @classmethod
     def load(cls, index_dir: Path) -> SearchIndex:
@@ -391,11 +383,59 @@ class SearchIndex:
         for name in (VECTORS_FILE, DOCS_FILE):
             if not (folder / name).is_file():
                 raise ManifestError(f"index folder {index_dir} is missing {name}")
-        vectors = faiss.read_index(str(folder / VECTORS_FILE))
+        try:
+            vectors = faiss.read_index(str(folder / VECTORS_FILE))
+        except RuntimeError as exc:
+            raise ManifestError(f"{folder / VECTORS_FILE} is damaged: {str(exc).splitlines()[0]}") from exc
+        documents = []
         with open(folder / DOCS_FILE, encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle]
-        documents = [Document(r["id"], r["text"], r["lang"], r.get("metadata", {})) for r in rows]
+            for number, line in enumerate(handle, start=1):
+                try:
+                    row = json.loads(line)
+                    documents.append(Document(row["id"], row["text"], row["lang"], row.get("metadata", {})))
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise ManifestError(f"{folder / DOCS_FILE} line {number} is damaged ({exc!r})") from exc
+        if len(documents) != vectors.ntotal or len(documents) != manifest.size:
+            raise ManifestError(
+                f"index folder {folder} is incomplete: {len(documents)} documents, {vectors.ntotal} vectors, "
+                f"manifest says {manifest.size}"
+            )
         return cls(vectors, documents, manifest)
+
+
+def write_version(index_dir: Path, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest) -> Path:
+    """A complete, fsynced version folder beside ``index_dir``, then the link swap; a failure leaves no folder."""
+    index_dir = Path(index_dir)
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    version = index_dir.parent / f".{index_dir.name}.{stamp}"
+    version.mkdir()
+    try:
+        faiss.write_index(vectors, str(version / VECTORS_FILE))
+        with open(version / DOCS_FILE, "w", encoding="utf-8") as handle:
+            for d in documents:
+                row = {"id": d.id, "text": d.text, "lang": d.lang, "metadata": d.metadata}
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_json_atomic(version / "manifest.json", manifest)
+        for name in (VECTORS_FILE, DOCS_FILE, "manifest.json"):
+            _fsync(version / name)
+        _fsync(version)
+    except BaseException:
+        shutil.rmtree(version, ignore_errors=True)  # a half-written version would only use up the disk
+        raise
+    try:
+        point_link(index_dir, version)
+    except BaseException:
+        if index_dir.resolve() != version.resolve():  # never delete the version the link already points at
+            shutil.rmtree(version, ignore_errors=True)
+        raise
+    return version
+
+
+def version_folders(index_dir: Path) -> list[Path]:
+    """The version folders kept beside ``index_dir``, newest first."""
+    index_dir = Path(index_dir)
+    return sorted((p for p in index_dir.parent.glob(f".{index_dir.name}.2*") if p.is_dir()), reverse=True)
 
 
 def _fsync(path: Path) -> None:
@@ -406,7 +446,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _point_link(link: Path, version: Path, keep: int = 2) -> None:
+def point_link(link: Path, version: Path, keep: int = 2) -> None:
     """Swap ``link`` to ``version`` with one rename, then drop all but the newest ``keep`` versions.
 
     The previous version is kept so that a process that resolved the old link just before the swap can still
@@ -419,6 +459,5 @@ def _point_link(link: Path, version: Path, keep: int = 2) -> None:
     tmp_link.symlink_to(version.name)
     os.replace(tmp_link, link)
     _fsync(link.parent)
-    versions = sorted(p for p in link.parent.glob(f".{link.name}.2*") if p.is_dir())
-    for old in versions[:-keep]:
+    for old in version_folders(link)[keep:]:
         shutil.rmtree(old, ignore_errors=True)

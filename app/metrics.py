@@ -50,6 +50,11 @@ class Metrics:
             "search_query_cache_hits", "query embeddings served from the cache", registry=self.registry
         )
         self.cache_misses = Gauge("search_query_cache_misses", "query embeddings computed", registry=self.registry)
+        self.snapshot_failures = Gauge(
+            "search_snapshot_failures",
+            "failed background snapshots since start (the writes stay in the log)",
+            registry=self.registry,
+        )
 
     def refresh(self, engine: SearchEngine) -> None:
         """Gauges that mirror engine state: set when /metrics is scraped, not on every request."""
@@ -59,6 +64,7 @@ class Metrics:
             self.queue_depth.set(engine.batcher.depth)
             self.cache_hits.set(engine.batcher.cache.hits)
             self.cache_misses.set(engine.batcher.cache.misses)
+            self.snapshot_failures.set(engine.collection.snapshot_failures)
 
 
 class RecordMetrics:

@@ -217,4 +217,10 @@ class Readiness(BaseModel):
     languages: list[str] = Field(default_factory=list)
     group_fields: list[str] = Field(default_factory=list, description="metadata fields that group_by accepts")
     writable: bool = False
+    snapshot_error: str | None = Field(
+        None, description="why the last background snapshot failed (writes are safe in the log; it is retried)"
+    )
+    recovered_from: str | None = Field(
+        None, description="set when start-up found the newest snapshot damaged and loaded the previous one"
+    )
     error: str | None = None

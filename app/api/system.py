@@ -31,6 +31,8 @@ def ready(request: Request, response: Response) -> Readiness:
         languages=engine.collection.languages,
         group_fields=engine.collection.group_fields,
         writable=engine.collection.writable,
+        snapshot_error=engine.collection.snapshot_error,
+        recovered_from=engine.collection.recovered_from,
     )
 
 

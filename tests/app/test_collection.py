@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +13,8 @@ import pytest
 
 from app.collection import Collection, wal_path
 from app.encoder import OnnxEncoder
-from app.index import Document, ReadOnlyIndex, SearchIndex
-from app.wal import read_records
+from app.index import Document, ReadOnlyIndex, SearchIndex, version_folders
+from app.wal import read_log, read_records
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +31,17 @@ def new_documents(encoder: OnnxEncoder, n: int, tag: str = "new") -> tuple[list[
 
 
 def crash(collection: Collection) -> None:
-    """What kill -9 leaves: the log's file closed (and its lock released) by the kernel, no snapshot taken."""
+    """What kill -9 leaves: no thread running, the log's file closed (and its lock released), no final snapshot."""
     assert collection.wal is not None
+    collection.stop_snapshots()
     collection.wal.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_a_write_is_visible_at_once_and_replayed_after_a_crash(encoder: OnnxEncoder, writable_index: Path) -> None:
@@ -61,22 +72,74 @@ def test_upsert_replaces_text_metadata_and_vector(encoder: OnnxEncoder, writable
     assert collection.search(first_vectors, top_k=5, filters={"tag": "same"})[0] == []  # old metadata gone
 
 
-def test_snapshot_folds_the_log_and_survives_a_crash_before_the_reset(
-    encoder: OnnxEncoder, writable_index: Path
-) -> None:
+def test_snapshots_run_in_the_background_and_fold_the_log(encoder: OnnxEncoder, writable_index: Path) -> None:
     collection = Collection(writable_index, snapshot_every=3)
     documents, vectors = new_documents(encoder, 6)
     for i in range(6):
-        collection.upsert(documents[i : i + 1], vectors[i : i + 1])
-    assert read_records(wal_path(writable_index))[0] == []  # two snapshots happened, the log is empty
+        collection.upsert(documents[i : i + 1], vectors[i : i + 1])  # answered without waiting for a snapshot
+    wait_for(lambda: SearchIndex.load(writable_index).manifest.wal_seq >= 3)
+    collection.snapshot()  # the rest, now
     assert SearchIndex.load(writable_index).manifest.wal_seq == 6
+    assert read_records(wal_path(writable_index))[0] == []  # the current segment is empty
+    previous = SearchIndex.load(version_folders(writable_index)[1]).manifest.wal_seq
+    assert [r["seq"] for r in read_log(wal_path(writable_index))] == list(range(previous + 1, 7))  # kept for it
     collection.upsert(*new_documents(encoder, 1, "later"))
-    # Simulate a crash after a snapshot's link swap but before the log reset: the log still holds seq 7.
+    # A crash after a snapshot's link swap but before the log rotation: the log still holds seq 7.
     collection.index.save(writable_index, wal_seq=7)
     crash(collection)
     reopened = Collection(writable_index)
     assert reopened.size == collection.size and reopened.get("later-0") is not None
     assert reopened.wal is not None and reopened.wal.last_seq == 7
+    reopened.close()
+
+
+def test_a_failing_snapshot_never_fails_a_write(
+    encoder: OnnxEncoder, writable_index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("app.collection.write_version", full_disk)
+    collection = Collection(writable_index, snapshot_every=2)
+    documents, vectors = new_documents(encoder, 5)
+    seqs = [collection.upsert(documents[i : i + 1], vectors[i : i + 1]) for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    wait_for(lambda: collection.snapshot_failures >= 1)
+    assert "No space left on device" in (collection.snapshot_error or "")
+    monkeypatch.undo()  # the disk has room again: the next attempt (after its back-off) succeeds
+    collection.snapshot()
+    assert collection.snapshot_error is None and SearchIndex.load(writable_index).manifest.wal_seq == 5
+    crash(collection)
+    assert Collection(writable_index).size == collection.size
+
+
+def test_start_up_falls_back_to_the_previous_snapshot(encoder: OnnxEncoder, writable_index: Path) -> None:
+    collection = Collection(writable_index, snapshot_every=10**6)
+    documents, vectors = new_documents(encoder, 7)
+    for i in range(7):
+        collection.upsert(documents[i : i + 1], vectors[i : i + 1])
+        if i in (2, 5):
+            collection.snapshot()  # at log records 3 and 6
+    crash(collection)
+    newest = writable_index.resolve()
+    docs = newest / "docs.jsonl"
+    docs.write_bytes(docs.read_bytes()[:-40])  # a damaged newest snapshot (here: its documents cut short)
+    reopened = Collection(writable_index)
+    assert reopened.recovered_from and "docs.jsonl" in reopened.recovered_from
+    assert reopened.size == collection.size and all(reopened.get(d.id) == d for d in documents)
+    assert writable_index.resolve() != newest and not newest.exists()  # set aside, renamed
+    assert list(writable_index.parent.glob(f".{writable_index.name}.damaged-*"))
+    reopened.close()
+
+
+def test_a_plain_folder_index_serves_but_refuses_writes(encoder: OnnxEncoder, writable_index: Path) -> None:
+    plain = writable_index.parent / "plain"
+    shutil.copytree(writable_index.resolve(), plain)  # `cp -a` of the version folder instead of the link
+    collection = Collection(plain)
+    assert not collection.writable and "plain folder" in (collection.read_only_reason or "")
+    with pytest.raises(ReadOnlyIndex, match="plain folder"):
+        collection.upsert(*new_documents(encoder, 1))
+    assert collection.search(encoder.encode(["x"], "query"), top_k=3)[0]
 
 
 def test_filters_combine_with_languages(encoder: OnnxEncoder, writable_index: Path) -> None:
