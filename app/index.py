@@ -395,12 +395,7 @@ class SearchIndex:
                     documents.append(Document(row["id"], row["text"], row["lang"], row.get("metadata", {})))
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
                     raise ManifestError(f"{folder / DOCS_FILE} line {number} is damaged ({exc!r})") from exc
-        if len(documents) != vectors.ntotal or len(documents) != manifest.size:
-            raise ManifestError(
-                f"index folder {folder} is incomplete: {len(documents)} documents, {vectors.ntotal} vectors, "
-                f"manifest says {manifest.size}"
-            )
-        return cls(vectors, documents, manifest)
+        return cls(vectors, documents, manifest)  # which checks that vectors and documents agree
 
 
 def write_version(index_dir: Path, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest) -> Path:
