@@ -12,9 +12,11 @@ replay) and replays the records after it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +38,22 @@ from app.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_
 
 log = logging.getLogger(__name__)
 MAX_SNAPSHOT_BACKOFF_S = 300.0
+
+
+class StorageFull(RuntimeError):
+    """The disk under the log is full: the write was not made (nothing of it is logged or applied)."""
+
+
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "short write" in str(exc):
+            raise StorageFull(
+                f"the index's disk is full; this write was not made ({exc.strerror or exc}): free space, then retry"
+            ) from exc
+        raise
 
 
 def wal_path(index_dir: Path) -> Path:
@@ -186,7 +204,8 @@ class Collection:
         ]
         with self._lock:
             wal = self.require_writable()
-            seq = wal.append({"op": "upsert", "documents": rows})
+            with _storage_errors():
+                seq = wal.append({"op": "upsert", "documents": rows})
             self.index.upsert(documents, embeddings)
             self._after_write()
             return seq
@@ -197,7 +216,8 @@ class Collection:
             wal = self.require_writable()
             present = [i for i in doc_ids if i in self.index]
             if present:
-                wal.append({"op": "delete", "ids": present})
+                with _storage_errors():
+                    wal.append({"op": "delete", "ids": present})
                 self.index.delete(present)
                 self._after_write()
             return present

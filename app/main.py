@@ -14,11 +14,13 @@ from fastapi.responses import JSONResponse
 
 from app.api import router
 from app.batcher import Overloaded, TooLong
+from app.collection import StorageFull
 from app.engine import InvalidQuery, NotReady, SearchEngine
 from app.index import GroupingError, ReadOnlyIndex
 from app.limits import RequestBodyChecks
 from app.metrics import Metrics, RecordMetrics
 from app.settings import Settings
+from app.wal import WalBroken
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ STATUS_OF: dict[type[Exception], int] = {
     ReadOnlyIndex: 409,
     NotReady: 503,
     Overloaded: 503,
+    WalBroken: 503,  # a failed append could not be undone: writes wait for a restart
+    StorageFull: 507,  # the write was not made; a 4xx would blame the request
 }
 
 

@@ -19,7 +19,8 @@ WRITE_ERRORS = {
     403: {"description": "API key may not write"},
     409: {"description": "this index takes no writes (read-only volume or HNSW)"},
     422: {"description": "invalid documents"},
-    503: {"description": "not ready or overloaded"},
+    503: {"description": "not ready, overloaded, or the log refuses writes until a restart"},
+    507: {"description": "the index's disk is full: the write was not made"},
 }
 PathId = Path(description="document id", pattern=DOCUMENT_ID_PATTERN)
 
