@@ -1,11 +1,15 @@
-"""Dynamic batching: texts from concurrent requests are tokenized and encoded together on one worker thread.
+"""Dynamic batching with fair shares: texts from concurrent requests are tokenized and encoded together on one
+worker thread, one bounded model call at a time, so that a large request never holds the model for its whole run.
 
-The worker takes the first waiting job, then everything else already queued (up to ``max_texts``; optionally
-waiting up to ``max_wait_ms`` for more). A lone request therefore waits for nobody, while under load the
-requests that arrive during one model call share the next one. Texts are sorted by token count and split into
-calls of at most ``max_texts`` rows and ``max_tokens`` padded tokens, so long and short texts do not pad each other.
-A job may carry a follow-up (e.g. the FAISS search) that also runs on the worker, off the event loop.
-Query embeddings can be kept in an LRU cache, so a repeated query skips tokenizer and model (not the search).
+The worker admits every waiting request (optionally waiting up to ``max_wait_ms`` for more), tokenizes it, refuses
+it when a text is too long (and it did not ask for truncation) or when it would encode more than
+``max_request_tokens`` tokens, and then runs model calls of at most ``max_texts`` rows and ``max_tokens`` padded
+tokens (``fair_tokens`` while several requests share the worker, so that each call is short). Each call takes
+rows from the requests with the fewest rows left to encode: a lone search that arrives while twelve large batches
+are running goes into the next call, and the large ones finish one after another rather than all late together.
+A request is answered as soon as its last row is encoded; a follow-up (e.g. the FAISS search) runs on the worker
+too, off the event loop. Query embeddings can be kept in an LRU cache, so a repeated query skips tokenizer and
+model (not the search).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ class Overloaded(RuntimeError):
     """The queue is full; the caller should answer 503 and let the client retry."""
 
 
+class RequestTooLarge(ValueError):
+    """One request would encode more tokens than a request may (413: split it)."""
+
+
 @dataclass(frozen=True)
 class Encoded:
     embeddings: np.ndarray
@@ -50,6 +58,17 @@ class _Job:
     truncate: bool
     then: Callable[[Encoded], Any] | None
     future: Future = field(default_factory=Future)
+
+
+@dataclass
+class _Active:
+    """An admitted job: its token counts, the rows still to encode (longest last) and the vectors so far."""
+
+    job: _Job
+    arrival: int
+    counts: list[int]
+    vectors: dict[str, np.ndarray]  # by text
+    pending: list[tuple[str, list[int]]]  # (text, token ids as cut), shortest first
 
 
 @dataclass(frozen=True)
@@ -96,11 +115,15 @@ class EncodeBatcher:
         max_queue: int = 2048,
         on_batch: Callable[[BatchStats], None] | None = None,
         query_cache_size: int = 0,
+        fair_tokens: int = 2048,
+        max_request_tokens: int = 0,
     ) -> None:
         self.encoder = encoder
         self.cache = QueryCache(query_cache_size)
         self.max_texts = max_texts
         self.max_tokens = max_tokens
+        self.fair_tokens = fair_tokens
+        self.max_request_tokens = max_request_tokens  # 0: no per-request limit
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch
@@ -132,109 +155,148 @@ class EncodeBatcher:
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            jobs = [first]
-            count = len(first.texts)
-            deadline = time.monotonic() + self.max_wait_s
-            while count < self.max_texts:
-                try:
-                    remaining = deadline - time.monotonic()
-                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._queue.put(None)  # finish this batch, then stop
-                    break
-                jobs.append(job)
-                count += len(job.texts)
+        active: list[_Active] = []
+        arrivals = 0
+        stopping = False
+        while not stopping or active:
+            jobs, stopping = self._gather(block=not active, stopping=stopping)
             live = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # skip timed-out requests
             try:
-                self._run(live)
-            except Exception as exc:  # never kill the worker: fail this batch's requests and go on
-                log.exception("encoding a batch failed")
-                for job in live:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                admitted = self._admit(live, arrivals)
+            except Exception as exc:  # never kill the worker: fail these requests and go on
+                log.exception("tokenizing requests failed")
+                self._fail(live, exc)
+                admitted = []
+            arrivals += len(live)
+            active += admitted
+            if active:
+                active = self._step(active)
 
-    def _run(self, jobs: list[_Job]) -> None:
-        # 1. Tokenize each distinct text that is not cached: one tokenizer call per kind.
-        # The cache key holds the token limit too: an over-long text's embedding depends on where it was cut.
-        cached: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
-        encodings: dict[tuple[str, str], Encoding] = {}
-        for kind in ("query", "passage"):
-            texts = {text for job in jobs if job.kind == kind for text in job.texts}
-            if kind == "query":
-                keys = {(text, job.max_tokens) for job in jobs if job.kind == kind for text in job.texts}
-                cached.update((key, hit) for key in keys if (hit := self.cache.get(key)) is not None)
-                texts = {text for text, _ in keys - cached.keys()}
-            fresh = sorted(texts)
-            encodings.update(zip(((kind, t) for t in fresh), self.encoder.encodings(fresh, kind), strict=True))
-
-        def is_cached(job: _Job, text: str) -> bool:
-            return job.kind == "query" and (text, job.max_tokens) in cached
-
-        # 2. Refuse over-long texts per job; collect the rows to encode (identical texts are encoded once).
-        accepted: list[tuple[_Job, list[int]]] = []
-        rows: dict[tuple[str, str, int], list[int]] = {}
-        for job in jobs:
-            counts = [
-                cached[(t, job.max_tokens)][1] if is_cached(job, t) else len(encodings[(job.kind, t)].ids)
-                for t in job.texts
-            ]
-            too_long = [i for i, n in enumerate(counts) if n > job.max_tokens]
-            if too_long and not job.truncate:
-                first = too_long[0]
-                job.future.set_exception(
-                    TooLong(
-                        f"text {first} is {counts[first]} tokens long (prefix and special tokens included); "
-                        f'the limit is {job.max_tokens}. Shorten it, or send "truncate": true to embed only '
-                        f"its first {job.max_tokens} tokens"
-                    )
-                )
-                continue
-            accepted.append((job, counts))
-            for text in job.texts:
-                if not is_cached(job, text):
-                    key = (job.kind, text, job.max_tokens)
-                    rows.setdefault(key, truncate_tokens(encodings[(job.kind, text)], job.max_tokens))
-
-        # 3. Encode, remember query embeddings, answer each job (running its follow-up).
-        keys = list(rows)
-        computed = dict(zip(keys, self._encode_rows([rows[k] for k in keys]), strict=True))
-        for (kind, text, limit), vector in computed.items():
-            if kind == "query":
-                self.cache.put((text, limit), vector, len(encodings[(kind, text)].ids))
-        for job, counts in accepted:
-            vectors = [
-                cached[(t, job.max_tokens)][0] if is_cached(job, t) else computed[(job.kind, t, job.max_tokens)]
-                for t in job.texts
-            ]
-            encoded = Encoded(np.stack(vectors), counts)
+    def _gather(self, block: bool, stopping: bool) -> tuple[list[_Job], bool]:
+        """Waiting jobs: block for the first when idle (then up to ``max_wait_ms`` for more), else take what is
+        queued. A ``None`` in the queue means: stop once the admitted jobs are done."""
+        jobs: list[_Job] = []
+        if stopping:
+            return jobs, True
+        if block:
+            first = self._queue.get()
+            if first is None:
+                return jobs, True
+            jobs.append(first)
+        deadline = time.monotonic() + (self.max_wait_s if block else 0.0)
+        while len(jobs) < self.max_queue:
             try:
-                job.future.set_result(job.then(encoded) if job.then else encoded)
-            except Exception as exc:  # the follow-up's error belongs to its own request
+                remaining = deadline - time.monotonic()
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _admit(self, jobs: list[_Job], arrivals: int) -> list[_Active]:
+        """Tokenize new jobs (one tokenizer call per kind), refuse the ones over a limit, answer the fully cached."""
+        encodings: dict[tuple[str, str], Encoding] = {}
+        cached: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
+        for kind in ("query", "passage"):
+            keys = {(text, job.max_tokens) for job in jobs if job.kind == kind for text in job.texts}
+            if kind == "query":  # the cache key holds the limit: an over-long text's embedding depends on the cut
+                cached.update((key, hit) for key in keys if (hit := self.cache.get(key)) is not None)
+            fresh = sorted({text for text, limit in keys if (text, limit) not in cached})
+            encodings.update(zip(((kind, t) for t in fresh), self.encoder.encodings(fresh, kind), strict=True))
+        admitted = []
+        for number, job in enumerate(jobs):
+
+            def hit(text: str, job: _Job = job) -> tuple[np.ndarray, int] | None:
+                return cached.get((text, job.max_tokens)) if job.kind == "query" else None
+
+            counts = [h[1] if (h := hit(t)) else len(encodings[(job.kind, t)].ids) for t in job.texts]
+            refusal = self._refusal(job, counts)
+            if refusal is not None:
+                job.future.set_exception(refusal)
+                continue
+            vectors = {t: h[0] for t in job.texts if (h := hit(t)) is not None}
+            rows = {t: truncate_tokens(encodings[(job.kind, t)], job.max_tokens) for t in job.texts if t not in vectors}
+            pending = sorted(rows.items(), key=lambda row: len(row[1]))
+            state = _Active(job, arrivals + number, counts, vectors, pending)
+            if pending:
+                admitted.append(state)
+            else:
+                self._finish(state)
+        return admitted
+
+    def _refusal(self, job: _Job, counts: list[int]) -> Exception | None:
+        too_long = [i for i, n in enumerate(counts) if n > job.max_tokens]
+        if too_long and not job.truncate:
+            first = too_long[0]
+            return TooLong(
+                f"text {first} is {counts[first]} tokens long (prefix and special tokens included); "
+                f'the limit is {job.max_tokens}. Shorten it, or send "truncate": true to embed only '
+                f"its first {job.max_tokens} tokens"
+            )
+        total = sum(min(n, job.max_tokens) for n in counts)
+        if self.max_request_tokens and total > self.max_request_tokens:
+            return RequestTooLarge(
+                f"this request would encode {total} tokens; one request may encode at most "
+                f"{self.max_request_tokens} (SEARCH_MAX_REQUEST_TOKENS): split it into smaller requests"
+            )
+        return None
+
+    def _step(self, active: list[_Active]) -> list[_Active]:
+        """One model call, rows of the jobs with the least work left first; finish the jobs it completes."""
+        cap = self.max_tokens if len(active) == 1 else min(self.max_tokens, self.fair_tokens)
+        chosen: list[tuple[_Active, str, list[int]]] = []
+        width = 0
+        # Fewest rows left first (shortest remaining work): a light request goes into the next call, and among
+        # large ones the furthest along finishes first instead of all finishing late together.
+        for state in sorted(active, key=lambda a: (len(a.pending), a.arrival)):
+            while state.pending and len(chosen) < self.max_texts:
+                text, ids = state.pending[0]
+                wider = max(width, len(ids))
+                if chosen and (len(chosen) + 1) * wider > cap:
+                    break  # this job's next row does not fit; a shorter one of another job may
+                chosen.append((state, text, ids))
+                state.pending.pop(0)
+                width = wider
+        try:
+            vectors = self._call([ids for _, _, ids in chosen])
+        except Exception as exc:  # never kill the worker: fail the requests of this call and go on
+            log.exception("a model call failed")
+            failed = {id(state) for state, _, _ in chosen}
+            self._fail([a.job for a in active if id(a) in failed], exc)
+            return [a for a in active if id(a) not in failed]
+        for (state, text, _), vector in zip(chosen, vectors, strict=True):
+            state.vectors[text] = vector
+        still = []
+        for state in active:
+            if state.pending:
+                still.append(state)
+            else:
+                self._finish(state)
+        return still
+
+    def _finish(self, state: _Active) -> None:
+        job = state.job
+        if job.kind == "query":
+            for text, count in zip(job.texts, state.counts, strict=True):
+                self.cache.put((text, job.max_tokens), state.vectors[text], count)
+        encoded = Encoded(np.stack([state.vectors[t] for t in job.texts]), state.counts)
+        try:
+            job.future.set_result(job.then(encoded) if job.then else encoded)
+        except Exception as exc:  # the follow-up's error belongs to its own request
+            job.future.set_exception(exc)
+
+    @staticmethod
+    def _fail(jobs: list[_Job], exc: Exception) -> None:
+        for job in jobs:
+            if not job.future.done():
                 job.future.set_exception(exc)
 
-    def _encode_rows(self, rows: list[list[int]]) -> np.ndarray:
-        out = np.empty((len(rows), self.encoder.dim), dtype=np.float32)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        start = 0
-        while start < len(order):
-            stop = start + 1
-            # Grow the call while it stays within max_texts rows and max_tokens padded tokens (sorted: the last
-            # row is the widest).
-            while stop < len(order) and stop - start < self.max_texts:
-                if (stop - start + 1) * len(rows[order[stop]]) > self.max_tokens:
-                    break
-                stop += 1
-            chunk = order[start:stop]
-            ids, mask = self.encoder.pad([rows[i] for i in chunk])
-            started = time.perf_counter()
-            out[chunk] = self.encoder.run_padded(ids, mask)
-            if self.on_batch:
-                self.on_batch(BatchStats(len(chunk), ids.size, time.perf_counter() - started))
-            start = stop
+    def _call(self, rows: list[list[int]]) -> np.ndarray:
+        ids, mask = self.encoder.pad(rows)
+        started = time.perf_counter()
+        out = self.encoder.run_padded(ids, mask)
+        if self.on_batch:
+            self.on_batch(BatchStats(len(rows), ids.size, time.perf_counter() - started))
         return out

@@ -75,6 +75,8 @@ class SearchEngine:
                 settings.max_queue,
                 on_batch=self._record_batch,
                 query_cache_size=settings.query_cache_size,
+                fair_tokens=settings.batch_fair_tokens,
+                max_request_tokens=settings.max_request_tokens,
             )
             self._loaded.set()
             log.info("ready: %d documents, model %s (%s)", self.collection.size, manifest.name, self.encoder.variant)

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.api import router
-from app.batcher import Overloaded, TooLong
+from app.batcher import Overloaded, RequestTooLarge, TooLong
 from app.collection import StorageFull
 from app.engine import InvalidQuery, NotReady, SearchEngine
 from app.index import GroupingError, ReadOnlyIndex
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STATUS_OF: dict[type[Exception], int] = {
     InvalidQuery: 422,
     TooLong: 422,
+    RequestTooLarge: 413,
     GroupingError: 422,
     ReadOnlyIndex: 409,
     NotReady: 503,

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="a request still waiting after this gets 504")
     batch_max_texts: int = Field(32, ge=1, description="dynamic batching: most texts in one model call")
     batch_max_tokens: int = Field(8192, ge=64, description="dynamic batching: most padded tokens in one model call")
+    batch_fair_tokens: int = Field(
+        2048, ge=64, description="most padded tokens in one model call while several requests share the model"
+    )
+    max_request_tokens: int = Field(
+        32768, ge=64, description="most tokens one request may have encoded (after truncation); more gets 413"
+    )
     batch_wait_ms: float = Field(0.0, ge=0, description="dynamic batching: extra wait for more requests (0 = none)")
     max_queue: int = Field(2048, ge=1, description="requests waiting to be encoded beyond this get 503")
     query_cache_size: int = Field(10000, ge=0, description="query embeddings kept (LRU) for repeated queries; 0 = off")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.batcher import BatchStats, EncodeBatcher, Overloaded, TooLong
+from app.batcher import BatchStats, EncodeBatcher, Overloaded, RequestTooLarge, TooLong
 from app.encoder import OnnxEncoder
 from tests.tiny import demo_records
 
@@ -109,4 +109,35 @@ def test_a_full_queue_is_refused_not_buffered(encoder: OnnxEncoder) -> None:
         batcher.submit(["one too many"], "query", 32)
     release.set()
     assert all(f.result(timeout=30).embeddings.shape == (1, encoder.dim) for f in waiting)
+    batcher.close()
+
+
+def test_a_light_request_is_not_queued_behind_a_heavy_one(encoder: OnnxEncoder) -> None:
+    """Issue 15: one large batch held the model for its whole run. Now calls are short and shared fairly."""
+    release = threading.Event()
+    calls: list[BatchStats] = []
+    batcher = EncodeBatcher(encoder, max_texts=8, max_tokens=4096, fair_tokens=128, on_batch=calls.append)
+    busy = batcher.submit(["hold the worker"], "query", 32, then=lambda _: release.wait(30))
+    while not busy.running():
+        pass
+    heavy_texts = [r["text"] for r in demo_records(limit=64)]  # 64 rows of 32 tokens: 16 calls of 4 rows each
+    finished_at: dict[str, int] = {}
+    heavy = batcher.submit(
+        heavy_texts, "passage", 32, truncate=True, then=lambda e: finished_at.setdefault("heavy", len(calls))
+    )
+    light = batcher.submit(["ein kurzer Satz"], "query", 32, then=lambda e: finished_at.setdefault("light", len(calls)))
+    release.set()
+    heavy.result(timeout=30), light.result(timeout=30)
+    batcher.close()
+    assert finished_at["light"] == 2 < finished_at["heavy"]  # the first call after the held one
+    assert calls[1].padded_tokens <= 128  # shared: a short call
+    assert max(c.padded_tokens for c in calls[2:]) > 128  # the heavy one alone again: full-size calls
+
+
+def test_a_request_over_the_token_budget_is_refused_with_the_limit(encoder: OnnxEncoder) -> None:
+    batcher = EncodeBatcher(encoder, max_request_tokens=100)
+    texts = [r["text"] for r in demo_records(limit=4)]  # 4 x 32 tokens after truncation: 128 > 100
+    with pytest.raises(RequestTooLarge, match=r"would encode 128 tokens; one request may encode at most 100"):
+        batcher.submit(texts, "passage", 32, truncate=True).result(timeout=30)
+    assert batcher.submit(texts[:3], "passage", 32, truncate=True).result(timeout=30).embeddings.shape[0] == 3
     batcher.close()
