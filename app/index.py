@@ -25,7 +25,7 @@ import numpy as np
 from app.encoder import OnnxEncoder
 from app.jsonl import json_objects
 from app.limits import metadata_problem
-from app.manifest import IndexManifest, ManifestError, load_index_manifest, write_json_atomic
+from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -413,8 +413,8 @@ def write_version(index_dir: Path, vectors: faiss.Index, documents: list[Documen
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         write_json_atomic(version / "manifest.json", manifest)
         for name in (VECTORS_FILE, DOCS_FILE, "manifest.json"):
-            _fsync(version / name)
-        _fsync(version)
+            fsync_path(version / name)
+        fsync_path(version)
     except BaseException:
         shutil.rmtree(version, ignore_errors=True)  # a half-written version would only use up the disk
         raise
@@ -433,14 +433,6 @@ def version_folders(index_dir: Path) -> list[Path]:
     return sorted((p for p in index_dir.parent.glob(f".{index_dir.name}.2*") if p.is_dir()), reverse=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def point_link(link: Path, version: Path, keep: int = 2) -> None:
     """Swap ``link`` to ``version`` with one rename, then drop all but the newest ``keep`` versions.
 
@@ -453,6 +445,6 @@ def point_link(link: Path, version: Path, keep: int = 2) -> None:
     tmp_link.unlink(missing_ok=True)
     tmp_link.symlink_to(version.name)
     os.replace(tmp_link, link)
-    _fsync(link.parent)
+    fsync_path(link.parent)
     for old in version_folders(link)[keep:]:
         shutil.rmtree(old, ignore_errors=True)

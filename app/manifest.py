@@ -91,6 +91,15 @@ def load_index_manifest(index_dir: Path) -> IndexManifest:
     return read_manifest(index_dir, IndexManifest, "index")
 
 
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder: so that a rename or a new entry in it is durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_json_atomic(path: Path, payload: BaseModel | dict) -> None:
     """Write to a temp file, fsync, then rename over the target, so readers never see half a file."""
     text = payload.model_dump_json(indent=2) if isinstance(payload, BaseModel) else json.dumps(payload, indent=2)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.manifest import fsync_path
+
 log = logging.getLogger(__name__)
 
 
@@ -188,14 +190,14 @@ class WriteAheadLog:
         self._fd = -1
         os.rename(self.path, self.path.with_name(f"{self.path.name}.{self.last_seq}"))
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        _fsync_dir(self.path.parent)
+        fsync_path(self.path.parent)
 
     def drop_through(self, seq: int) -> None:
         """Delete the closed segments whose records all have sequence numbers <= ``seq``."""
         for last, segment in closed_segments(self.path):
             if last <= seq:
                 segment.unlink()
-        _fsync_dir(self.path.parent)
+        fsync_path(self.path.parent)
 
     def reset(self, last_seq: int) -> None:
         """Empty the whole log (every segment); numbering continues after ``last_seq``."""
@@ -209,11 +211,3 @@ class WriteAheadLog:
             os.close(self._fd)
             self._fd = -1
         os.close(self._lock_fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
