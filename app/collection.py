@@ -49,7 +49,7 @@ def _storage_errors() -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "short write" in str(exc):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFull(
                 f"the index's disk is full; this write was not made ({exc.strerror or exc}): free space, then retry"
             ) from exc

@@ -15,6 +15,7 @@ sequence number is never given to two records.
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import itertools
 import json
@@ -164,8 +165,8 @@ class WriteAheadLog:
         before = os.fstat(self._fd).st_size
         try:
             written = os.write(self._fd, payload)
-            if written != len(payload):  # a full disk
-                raise OSError(f"short write to {self.path} ({written} of {len(payload)} bytes)")
+            if written != len(payload):  # what a full disk does to write()
+                raise OSError(errno.ENOSPC, f"short write to {self.path} ({written} of {len(payload)} bytes)")
             os.fsync(self._fd)
         except OSError as exc:
             self._undo(before, exc)
