@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import error_content
+
 if TYPE_CHECKING:
     from app.settings import Settings
 
@@ -30,9 +32,10 @@ class RequestBodyChecks:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope["path"]  # (one middleware object serves every request: nothing per request on self)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send, declared.decode("latin-1"))
+            await self._refuse(send, declared.decode("latin-1"), path)
             return
         chunks: list[bytes] = []
         total = 0
@@ -42,14 +45,14 @@ class RequestBodyChecks:
                     message = await receive()
             except TimeoutError:
                 detail = f"request body stalled for {self.read_timeout_s:g} s after {total} bytes"
-                await self._answer(send, 408, detail)
+                await self._answer(send, 408, detail, path)
                 return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self.max_bytes:
-                await self._refuse(send, f"more than {total}")
+                await self._refuse(send, f"more than {total}", path)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -61,7 +64,7 @@ class RequestBodyChecks:
                 body.decode("utf-8")
             except UnicodeDecodeError as exc:
                 detail = f"request body is not valid UTF-8: byte {exc.start} is {body[exc.start]:#04x} ({exc.reason})"
-                await self._answer(send, 400, detail)
+                await self._answer(send, 400, detail, path)
                 return
         delivered = False
 
@@ -74,13 +77,13 @@ class RequestBodyChecks:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send, size: str) -> None:
+    async def _refuse(self, send: Send, size: str, path: str) -> None:
         detail = f"request body of {size} bytes is over the {self.max_bytes}-byte limit (SEARCH_MAX_BODY_BYTES)"
-        await self._answer(send, 413, detail)
+        await self._answer(send, 413, detail, path)
 
     @staticmethod
-    async def _answer(send: Send, status: int, detail: str) -> None:
-        payload = json.dumps({"detail": detail}).encode()
+    async def _answer(send: Send, status: int, detail: str, path: str) -> None:
+        payload = json.dumps(error_content(path, status, detail)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

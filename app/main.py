@@ -11,11 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import router
 from app.batcher import Overloaded, RequestTooLarge, TooLong
 from app.collection import StorageFull
 from app.engine import InvalidQuery, NotReady, SearchEngine
+from app.errors import OPENAI_PREFIX, error_content
 from app.index import GroupingError, ReadOnlyIndex
 from app.limits import RequestBodyChecks
 from app.metrics import Metrics, RecordMetrics
@@ -38,13 +40,16 @@ STATUS_OF: dict[type[Exception], int] = {
 }
 
 
-def _validation_message(exc: RequestValidationError) -> JSONResponse:
+def _validation_message(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    message = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
-    return JSONResponse(status_code=422, content={"detail": message or "invalid request", "errors": errors})
+    message = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors) or "invalid request"
+    if request.url.path.startswith(OPENAI_PREFIX):
+        param = ".".join(errors[0]["loc"][1:]) if errors else None
+        return JSONResponse(status_code=422, content=error_content(request.url.path, 422, message, param))
+    return JSONResponse(status_code=422, content={"detail": message, "errors": errors})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,13 +80,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_message(exc)
+        return _validation_message(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        content = error_content(request.url.path, exc.status_code, str(exc.detail))
+        return JSONResponse(status_code=exc.status_code, content=content, headers=exc.headers)
 
     for error_type, status in STATUS_OF.items():
 
         async def on_domain_error(request: Request, exc: Exception, status: int = status) -> JSONResponse:
             headers = {"Retry-After": "5"} if status == 503 else None
-            return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
+            content = error_content(request.url.path, status, str(exc))
+            return JSONResponse(status_code=status, content=content, headers=headers)
 
         app.add_exception_handler(error_type, on_domain_error)
 

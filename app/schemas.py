@@ -127,8 +127,11 @@ class BatchSearchResponse(BaseModel):
 class EmbeddingsRequest(Strict):
     """OpenAI's embeddings request, plus ``input_type`` (which prefix the model puts before the text)."""
 
-    input: str | list[str] = Field(description="a text or a list of texts (token arrays are not supported)")
-    model: str = Field(description="the served model's name (see /ready)")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="a text or a list of texts; token arrays are refused with the reason (OpenAI's token ids are not "
+        "this model's)"
+    )
+    model: str = Field(description="a served model id from /v1/models: '<name>' (query prefix) or '<name>:passage'")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, description="must equal the model's dimension if given")
     user: str | None = None
@@ -136,6 +139,20 @@ class EmbeddingsRequest(Strict):
         "query", description='"query" (e5: also for symmetric tasks) or "passage" for texts to be retrieved'
     )
     truncate: bool = Field(False, description="embed only the first allowed tokens of an over-long input (else 422)")
+
+
+class ModelCard(BaseModel):
+    """OpenAI's model object."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="when the model was exported (Unix time)")
+    owned_by: str = "polyglot-search"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
 
 
 class Embedding(BaseModel):

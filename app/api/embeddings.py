@@ -3,16 +3,48 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
 from app.api.search import ERRORS
 from app.batcher import Encoded
 from app.engine import InvalidQuery
-from app.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
+from app.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList, Usage
 
 router = APIRouter(tags=["embeddings"], dependencies=[Depends(require_read_key)])
+PASSAGE_SUFFIX = ":passage"
+
+
+def model_ids(served: str) -> dict[str, str]:
+    """The ids under which the served model is listed, by the prefix they apply: '<name>' embeds queries and
+    '<name>:passage' passages, so a client that cannot send input_type (LangChain) can still embed documents."""
+    return {"query": served, "passage": served + PASSAGE_SUFFIX}
+
+
+def _model_card(model_id: str, request: Request) -> ModelCard:
+    created = get_engine(request).require_encoder().manifest.created_at
+    return ModelCard(id=model_id, created=int(datetime.fromisoformat(created).timestamp()) if created else 0)
+
+
+@router.get("/v1/models", response_model=ModelList, summary="OpenAI-compatible: the served model ids", responses=ERRORS)
+def list_models(request: Request) -> ModelList:
+    served = get_engine(request).require_encoder().manifest.name
+    return ModelList(data=[_model_card(model_id, request) for model_id in model_ids(served).values()])
+
+
+@router.get(
+    "/v1/models/{model_id}",
+    response_model=ModelCard,
+    summary="OpenAI-compatible: one served model id",
+    responses={**ERRORS, 404: {"description": "no such model"}},
+)
+def retrieve_model(model_id: str, request: Request) -> ModelCard:
+    served = get_engine(request).require_encoder().manifest.name
+    if model_id not in model_ids(served).values():
+        raise HTTPException(status_code=404, detail=f"model {model_id!r} is not served here")
+    return _model_card(model_id, request)
 
 
 @router.post(
@@ -23,15 +55,26 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts:
         raise InvalidQuery("input must be a text or a non-empty list of texts")
+    if not all(isinstance(text, str) for text in texts):
+        raise InvalidQuery(
+            "token arrays are not supported: they are ids of OpenAI's tokenizer, not of this model's; send the "
+            "texts (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)"
+        )
     if len(texts) > settings.max_batch_queries:
         raise InvalidQuery(f"{len(texts)} inputs in one call; the limit is {settings.max_batch_queries}")
     encoder = engine.require_encoder()
     served = encoder.manifest.name
-    if body.model != served:
-        raise InvalidQuery(f"model {body.model!r} is not served here; this server serves {served!r}")
+    kinds = {model_id: kind for kind, model_id in model_ids(served).items()}
+    if body.model not in kinds:
+        raise InvalidQuery(f"model {body.model!r} is not served here; this server serves {sorted(kinds)}")
+    kind = kinds[body.model]
+    if "input_type" in body.model_fields_set and body.input_type != kind and body.model != served:
+        raise InvalidQuery(f"model {body.model!r} embeds passages; input_type {body.input_type!r} contradicts it")
+    if "input_type" in body.model_fields_set:
+        kind = body.input_type
     if body.dimensions is not None and body.dimensions != encoder.dim:
         raise InvalidQuery(f"dimensions must be {encoder.dim} (this model does not shorten embeddings)")
-    encoded: Encoded = await wait_for(engine.embed(texts, body.input_type, body.truncate), settings)
+    encoded: Encoded = await wait_for(engine.embed(texts, kind, body.truncate), settings)  # type: ignore[arg-type]
     data = [
         Embedding(
             index=i,
