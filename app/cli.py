@@ -1,7 +1,7 @@
 """Command line: build an index from a JSONL corpus, or serve.
 
-python -m app.cli index --corpus data/demo/corpus.jsonl --out indexes/demo
-python -m app.cli serve
+polyglot-search index --corpus data/demo/corpus.jsonl --out indexes/demo     # or: python -m app.cli index ...
+polyglot-search serve
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from app.limits import bounded_http_protocol
+    from app.logs import log_config
     from app.main import create_app
 
     uvicorn.run(
@@ -81,12 +82,14 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_format, settings.log_level),
         http=bounded_http_protocol(settings),
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__.split("\n")[0])
+    program = "polyglot-search" if Path(sys.argv[0]).name == "polyglot-search" else "python -m app.cli"
+    parser = argparse.ArgumentParser(prog=program, description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     index = commands.add_parser("index", help="encode a JSONL corpus into a FAISS index")
     index.add_argument("--corpus", type=Path, required=True, help='JSONL: {"id", "text", "lang", "metadata"?}')

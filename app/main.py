@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,6 +21,7 @@ from app.engine import InvalidQuery, NotReady, SearchEngine
 from app.errors import OPENAI_PREFIX, error_content
 from app.index import GroupingError, ReadOnlyIndex
 from app.limits import RequestBodyChecks
+from app.logs import RequestIds
 from app.metrics import Metrics, RecordMetrics
 from app.settings import Settings
 from app.wal import WalBroken
@@ -77,6 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.add_middleware(RequestBodyChecks, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_timeout_s)
     app.add_middleware(RecordMetrics, metrics=metrics)
+    if settings.cors_origins:  # off by default: only origins the operator names may call from a browser
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestIds)  # outermost: every answer, errors of the other middleware included, has an id
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

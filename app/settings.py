@@ -59,8 +59,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address for `python -m app.cli serve`")
     port: int = Field(8000, ge=1, le=65535, description="port for `python -m app.cli serve`")
     log_level: str = Field("info", description="uvicorn/app log level")
+    log_format: Literal["text", "json"] = Field("text", description="log lines as text or one JSON object each")
+    cors_origins: Keys = Field(
+        default_factory=list, description="comma-separated origins a browser may call the API from; none = no CORS"
+    )
 
-    @field_validator("write_api_keys", "read_api_keys", mode="before")
+    @field_validator("write_api_keys", "read_api_keys", "cors_origins", mode="before")
     @classmethod
     def split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -143,6 +143,7 @@ def start_server(env: dict[str, str], wait_ready: bool = True, timeout: float = 
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
     )
+    process.log_file = log_file  # type: ignore[attr-defined]  # for tests that read what the server logged
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     path = "/ready" if wait_ready else "/health"
