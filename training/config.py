@@ -18,69 +18,67 @@ NINE_TRAINING_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
 
 @dataclass
 class TrainConfig:
-    run_name: str = "hybrid"
+    # Every setting has its meaning as the comment on its line: `train.py --help` prints them (settings_help).
+    run_name: str = "hybrid"  # name of the run: its model folder and its runs folder
     model: str = "models/multilingual-e5-small"  # hub id or folder to start from
     output_dir: str = "models"  # the final model goes to <output_dir>/<run_name>
     runs_dir: str = "runs"  # checkpoints, metrics, config and plots go to <runs_dir>/<run_name>
-    # data
-    data_format: str = "lareqa"  # lareqa | jsonl
-    train_path: str = "../shared/data/xquad-r"
+    # --- data ---
+    data_format: str = "lareqa"  # lareqa (SQuAD-style files per language) | jsonl (parallel records)
+    train_path: str = "../shared/data/xquad-r"  # folder of <lang>.json (lareqa) or a .jsonl file
     dev_path: str = ""  # empty: same as train_path (LAReQA with a split file)
-    split_file: str = "../shared/data/splits/xquad-r-articles.json"
-    train_split: str = "train"
-    dev_split: str = "dev"
-    languages: list[str] = field(default_factory=lambda: list(NINE_TRAINING_LANGUAGES))
-    # method
+    split_file: str = "../shared/data/splits/xquad-r-articles.json"  # JSON of article titles per split (lareqa)
+    train_split: str = "train"  # split of split_file to train on
+    dev_split: str = "dev"  # split of split_file for the dev loss and early stopping
+    languages: list[str] = field(default_factory=lambda: list(NINE_TRAINING_LANGUAGES))  # languages to train on
+    # --- method ---
     strategy: str = "hybrid"  # mono (X-X) | cross (X-Y) | hybrid
     alpha: float = 0.5  # probability of a mono batch in hybrid
-    temperature: float = 0.05
+    temperature: float = 0.05  # InfoNCE temperature
     hard_negatives: bool = False  # add same-paragraph hard negatives (other sentences) when the data has them
-    hard_negatives_per_pair: int = 1
-    # Whose language the hard negatives are in: the positive's ("passage"), the query's ("query": in X-Y batches a
-    # wrong passage in the query's own language, which is exactly what a language-biased model ranks too high) or
-    # a random language of the pair's group ("any").
-    hard_negative_language: str = "passage"
-    batch_size: int = 32
+    hard_negatives_per_pair: int = 1  # how many hard negatives per pair, at most
+    # "query": in X-Y batches a wrong passage in the query's own language, exactly what a language-biased model
+    # ranks too high.
+    hard_negative_language: str = "passage"  # the hard negatives' language: passage | query | any (of the group)
+    batch_size: int = 32  # pairs per batch (in-batch negatives)
     grad_cache_chunk: int = 0  # 0: plain batching; >0: GradCache with sub-batches of this size
-    # Plain batching: forward in length-sorted pieces of this size (less padding). 0 = per device: pieces of 8 on a
-    # CPU (padding is what costs there), the whole batch on a GPU (5x faster there than pieces of 8).
-    pad_bucket: int = 0
-    max_query_length: int = 64
-    max_passage_length: int = 128
-    query_prefix: str = "query: "
-    passage_prefix: str = "passage: "
-    # optimisation
-    # Frozen word embeddings: the 250k x 384 table is 81 % of the weights; updating it densely costs more than the
-    # whole forward/backward on 2 cores, and languages unseen in training (el, vi) keep their aligned embeddings.
-    freeze_embeddings: bool = True
-    # LoRA (peft): rank 0 = full fine-tuning. With LoRA the whole base stays frozen and only rank-r updates of the
-    # targeted projections train; the adapter is saved in peft's layout and merged into the base at export.
-    lora_rank: int = 0
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.0
+    # Pieces of 8 on a CPU (padding is what costs there), the whole batch on a GPU (5x faster there than 8).
+    pad_bucket: int = 0  # forward in length-sorted pieces of this size; 0 = per device
+    max_query_length: int = 64  # tokens per query, at most
+    max_passage_length: int = 128  # tokens per passage, at most
+    query_prefix: str = "query: "  # put before every query (e5 models expect it)
+    passage_prefix: str = "passage: "  # put before every passage
+    # --- optimisation ---
+    # The 250k x 384 table is 81 % of the weights; updating it densely costs more than the whole forward/backward
+    # on 2 cores, and languages unseen in training (el, vi) keep their aligned embeddings.
+    freeze_embeddings: bool = True  # keep the word embeddings frozen
+    # With LoRA the whole base stays frozen and only rank-r updates of the targeted projections train; the adapter
+    # is saved in peft's layout and merged into the base at export.
+    lora_rank: int = 0  # LoRA rank (peft); 0 = full fine-tuning
+    lora_alpha: float = 32.0  # LoRA scaling numerator (updates scaled by alpha / rank)
+    lora_dropout: float = 0.0  # dropout on the LoRA branch
     lora_targets: list[str] = field(
         default_factory=lambda: ["query", "key", "value", "output.dense", "intermediate.dense"]
-    )  # every attention and feed-forward projection of every layer (training/lora.py)
+    )  # modules that get LoRA: every attention and feed-forward projection of every layer (training/lora.py)
     adapter_dir: str = ""  # LoRA runs: where the best adapter is written too (always: <final model>/adapter)
-    lr: float = 3e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_steps: int = 200
-    seed: int = 42
-    # auto: bf16 autocast on a GPU that supports it, fp32 on a CPU; the loss is always taken in fp32
-    precision: str = "auto"  # auto | fp32 | bf16
-    # Deterministic kernels (and cuBLAS's fixed workspace) so that a resumed CUDA run repeats the uninterrupted one
-    # bit for bit; costs some GPU speed. CPU runs are deterministic without it.
-    deterministic: bool = False
+    lr: float = 3e-5  # AdamW learning rate (peak, after warm-up)
+    weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorms)
+    warmup_ratio: float = 0.1  # share of max_steps with a linear warm-up
+    max_grad_norm: float = 1.0  # gradient clipping; 0 = none
+    max_steps: int = 200  # optimisation steps, at most
+    seed: int = 42  # seeds batches, negatives, dropout and initialisation
+    # The loss is always taken in fp32.
+    precision: str = "auto"  # auto (bf16 autocast on a GPU that supports it, else fp32) | fp32 | bf16
+    # Costs some GPU speed; CPU runs are deterministic without it.
+    deterministic: bool = False  # deterministic kernels so that a resumed CUDA run repeats an uninterrupted one
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    # evaluation, early stopping, checkpoints
-    eval_every: int = 50
-    eval_batches: int = 8
+    # --- evaluation, early stopping, checkpoints ---
+    eval_every: int = 50  # steps between dev-loss evaluations
+    eval_batches: int = 8  # fixed hybrid dev batches per evaluation
     patience: int = 4  # stop after this many evaluations without a better dev loss; 0 = never
-    checkpoint_every: int = 50
+    checkpoint_every: int = 50  # steps between checkpoints (resumable after a crash)
     resume: bool = True  # continue from <runs_dir>/<run_name>/checkpoint when it exists
-    export_onnx: bool = True
+    export_onnx: bool = True  # export the result to ONNX (fp32 + gated int8) with the service's parity gates
 
     @property
     def run_dir(self) -> Path:
@@ -198,3 +196,34 @@ def config_digest(config: TrainConfig) -> str:
     bookkeeping = ("resume", "export_onnx", "threads", "adapter_dir")
     keep = {k: v for k, v in config.to_dict().items() if k not in bookkeeping}
     return json.dumps(keep, sort_keys=True)
+
+
+def settings_help() -> str:
+    """Every setting of ``TrainConfig`` with its type, default and meaning, read from the class's own source: the
+    comment on the line where a field ends is its meaning; ``# --- title ---`` lines are section titles."""
+    import ast
+    import inspect
+
+    source = inspect.getsource(TrainConfig)
+    lines = source.splitlines()
+    defaults = TrainConfig().to_dict()
+    hints = get_type_hints(TrainConfig)
+    out = ["settings (keys of the --config YAML file; any of them on the command line as --key value):"]
+    for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        name = node.target.id
+        row = node.lineno - 2
+        while row >= 0 and lines[row].strip().startswith("#"):
+            title = lines[row].strip()
+            if title.startswith("# ---"):
+                out.append(f"  {title.strip('# -')}:")
+                break
+            row -= 1
+        end = lines[(node.end_lineno or node.lineno) - 1]
+        meaning = end.split("  # ", 1)[1].strip() if "  # " in end else ""
+        hint = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
+        value = defaults[name]
+        default = ",".join(value) if isinstance(value, list) else json.dumps(value)
+        out.append(f"    --{name.replace('_', '-'):<25} {hint:<9} {meaning} (default: {default})")
+    return "\n".join(out)

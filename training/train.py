@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch
 import torch.distributed as dist
 
-from training.config import ConfigError, TrainConfig, build_config, parse_overrides
+from training.config import ConfigError, TrainConfig, build_config, parse_overrides, settings_help
 from training.data import DataError, load_data
 from training.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, merge_adapter
 from training.model import load_encoder, save_hf_folder
@@ -135,7 +135,9 @@ def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], epilog="Any other --key value overrides that setting of the config."
+        description=__doc__.split("\n")[0],
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="YAML file of settings (see configs/)")
     args, rest = parser.parse_known_args(argv)

@@ -207,6 +207,22 @@ def test_two_process_ddp_run_agrees(tmp_path: Path, tiny_hf_model: Path, paralle
     assert (tmp_path / "models" / "ddp" / "model.safetensors").is_file()
 
 
+def test_train_py_help_lists_every_setting_with_its_meaning_and_default() -> None:
+    done = subprocess.run(
+        [sys.executable, "training/train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.startswith("    --")}
+    fields = TrainConfig().to_dict()
+    assert sorted(rows) == sorted(f"--{name.replace('_', '-')}" for name in fields)
+    for name, value in fields.items():
+        row = rows[f"--{name.replace('_', '-')}"]
+        meaning = row.split(None, 2)[2].rsplit(" (default: ", 1)[0]
+        assert len(meaning) > 5, f"{name} has no meaning in --help"
+        assert row.endswith(f"(default: {','.join(value) if isinstance(value, list) else json.dumps(value)})")
+    assert "  method:" in done.stdout and "--hard-negative-language" in done.stdout
+
+
 def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """torchrun --nproc-per-node 2 on a one-GPU machine: stop before any CUDA call, saying what to do."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
