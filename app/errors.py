@@ -21,3 +21,37 @@ def error_content(path: str, status: int, message: str, param: str | None = None
         return {"detail": message}
     error: dict[str, Any] = {"message": message, "type": openai_error_type(status), "param": param, "code": code}
     return {"error": error}
+
+
+# What each status means, for the OpenAPI document (the same words on every route that can answer it).
+STATUS_MEANING = {
+    400: "the body is not UTF-8 (the first bad byte is named)",
+    401: "an API key is required but missing",
+    403: "the API key is wrong, or may not do this",
+    404: "no such item",
+    408: "the request head or body did not arrive in time",
+    409: "this index takes no writes (read-only volume, HNSW, or a plain folder), with the reason",
+    413: "the body is over SEARCH_MAX_BODY_BYTES, or the request would encode more than SEARCH_MAX_REQUEST_TOKENS",
+    422: "the request is invalid (the message says why)",
+    431: "the request line and headers are over SEARCH_MAX_HEADER_BYTES or SEARCH_MAX_HEADERS",
+    503: "not ready, overloaded (retry after Retry-After), or the log refuses writes until a restart",
+    504: "not answered within SEARCH_REQUEST_TIMEOUT_S",
+    507: "the index's disk is full: the write was not made",
+}
+ANY_REQUEST = (408, 431)  # refused before routing: any route can answer them
+WITH_BODY = (400, 413)  # the body checks
+
+
+def documented(*statuses: int, openai: bool = False, body: bool = False) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status with its meaning and its error schema."""
+    from app.schemas import ErrorBody, OpenAIErrorBody, ValidationErrorBody
+
+    every = sorted({*statuses, *ANY_REQUEST, *(WITH_BODY if body else ())})
+    schema_of = {422: ValidationErrorBody} if not openai else {}
+    return {
+        status: {
+            "description": STATUS_MEANING[status],
+            "model": schema_of.get(status, OpenAIErrorBody if openai else ErrorBody),
+        }
+        for status in every
+    }

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Multilingual passage search",
         summary="Query in any language, get the best passages from a multilingual corpus.",
         lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,  # stable operation ids: the route functions' names
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -241,3 +241,34 @@ class Readiness(BaseModel):
         None, description="set when start-up found the newest snapshot damaged and loaded the previous one"
     )
     error: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer outside /v1."""
+
+    detail: str = Field(description="what is wrong, in words")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """422 for a request that does not fit the schema: the message plus each problem."""
+
+    errors: list[ValidationIssue] = Field(default_factory=list)
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error | authentication_error | permission_error | server_error")
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    """Every error answer on the /v1 routes, in OpenAI's shape."""
+
+    error: OpenAIError

@@ -9,19 +9,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import get_engine, get_settings, require_read_key, require_write_key, wait_for
 from app.engine import InvalidQuery
+from app.errors import documented
 from app.index import Document
 from app.limits import metadata_problem
 from app.schemas import DOCUMENT_ID_PATTERN, DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
 
 router = APIRouter(tags=["documents"])
-WRITE_ERRORS = {
-    401: {"description": "no API key"},
-    403: {"description": "API key may not write"},
-    409: {"description": "this index takes no writes (read-only volume or HNSW)"},
-    422: {"description": "invalid documents"},
-    503: {"description": "not ready, overloaded, or the log refuses writes until a restart"},
-    507: {"description": "the index's disk is full: the write was not made"},
-}
 PathId = Path(description="document id", pattern=DOCUMENT_ID_PATTERN)
 
 
@@ -30,7 +23,7 @@ PathId = Path(description="document id", pattern=DOCUMENT_ID_PATTERN)
     response_model=UpsertResponse,
     summary="add or replace documents; searchable and durable once acknowledged",
     dependencies=[Depends(require_write_key)],
-    responses=WRITE_ERRORS,
+    responses=documented(401, 403, 409, 422, 503, 504, 507, body=True),
 )
 async def upsert_documents(body: UpsertRequest, request: Request) -> UpsertResponse:
     engine, settings = get_engine(request), get_settings(request)
@@ -61,7 +54,7 @@ async def upsert_documents(body: UpsertRequest, request: Request) -> UpsertRespo
     response_model=DocumentOut,
     summary="one document by id",
     dependencies=[Depends(require_read_key)],
-    responses={404: {"description": "no such document"}},
+    responses=documented(401, 403, 404, 422, 503),
 )
 def get_document(request: Request, doc_id: DocumentId = PathId) -> DocumentOut:
     document = get_engine(request).get(doc_id)
@@ -75,7 +68,7 @@ def get_document(request: Request, doc_id: DocumentId = PathId) -> DocumentOut:
     response_model=DeleteResponse,
     summary="delete one document; durable once acknowledged",
     dependencies=[Depends(require_write_key)],
-    responses={**WRITE_ERRORS, 404: {"description": "no such document"}},
+    responses=documented(401, 403, 404, 409, 422, 503, 507),
 )
 def delete_document(request: Request, doc_id: DocumentId = PathId) -> DeleteResponse:
     engine = get_engine(request)

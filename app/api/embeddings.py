@@ -8,9 +8,9 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
-from app.api.search import ERRORS
 from app.batcher import Encoded
 from app.engine import InvalidQuery
+from app.errors import documented
 from app.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList, Usage
 
 router = APIRouter(tags=["embeddings"], dependencies=[Depends(require_read_key)])
@@ -28,7 +28,12 @@ def _model_card(model_id: str, request: Request) -> ModelCard:
     return ModelCard(id=model_id, created=int(datetime.fromisoformat(created).timestamp()) if created else 0)
 
 
-@router.get("/v1/models", response_model=ModelList, summary="OpenAI-compatible: the served model ids", responses=ERRORS)
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    summary="OpenAI-compatible: the served model ids",
+    responses=documented(401, 403, 503, openai=True),
+)
 def list_models(request: Request) -> ModelList:
     served = get_engine(request).require_encoder().manifest.name
     return ModelList(data=[_model_card(model_id, request) for model_id in model_ids(served).values()])
@@ -38,7 +43,7 @@ def list_models(request: Request) -> ModelList:
     "/v1/models/{model_id}",
     response_model=ModelCard,
     summary="OpenAI-compatible: one served model id",
-    responses={**ERRORS, 404: {"description": "no such model"}},
+    responses=documented(401, 403, 404, 422, 503, openai=True),
 )
 def retrieve_model(model_id: str, request: Request) -> ModelCard:
     served = get_engine(request).require_encoder().manifest.name
@@ -48,7 +53,10 @@ def retrieve_model(model_id: str, request: Request) -> ModelCard:
 
 
 @router.post(
-    "/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings", responses=ERRORS
+    "/v1/embeddings",
+    response_model=EmbeddingsResponse,
+    summary="OpenAI-compatible embeddings",
+    responses=documented(401, 403, 413, 422, 503, 504, openai=True, body=True),
 )
 async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsResponse:
     engine, settings = get_engine(request), get_settings(request)

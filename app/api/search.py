@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
 from app.engine import InvalidQuery
+from app.errors import documented
 from app.index import Group, Hit
 from app.schemas import (
     BatchSearchRequest,
@@ -21,13 +22,7 @@ from app.schemas import (
 )
 
 router = APIRouter(tags=["search"], dependencies=[Depends(require_read_key)])
-ERRORS = {
-    401: {"description": "read key required but missing"},
-    403: {"description": "wrong read key"},
-    422: {"description": "invalid request"},
-    503: {"description": "not ready or overloaded"},
-    504: {"description": "request timeout"},
-}
+ERRORS = documented(401, 403, 422, 503, 504, body=True)
 
 
 def _result(hit: Hit, rank: int) -> SearchResult:

@@ -43,6 +43,7 @@ def test_no_server_errors(fuzz_server: str, mode: GenerationMode) -> None:
     found = operations(fuzz_server)
     assert len(found) >= 9, [op.label for op in found]
     outcomes: Counter[int] = Counter()
+    undocumented: dict[str, set[int]] = {}
     for operation in found:
 
         @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -53,12 +54,16 @@ def test_no_server_errors(fuzz_server: str, mode: GenerationMode) -> None:
                 case.headers = {**(case.headers or {}), "Authorization": "Bearer fuzz-key"}
             response = case.call_and_validate(checks=[not_a_server_error], timeout=30)
             outcomes[response.status_code] += 1
+            documented = {int(status) for status in case.operation.definition.raw["responses"]}
+            if response.status_code not in documented:  # the OpenAPI document must list every status it answers
+                undocumented.setdefault(case.operation.label, set()).add(response.status_code)
 
         try:
             fuzz()
         except Unsatisfiable:
             assert mode is GenerationMode.NEGATIVE  # e.g. GET /health has no input to get wrong
     assert all(status < 500 for status in outcomes), outcomes
+    assert undocumented == {}, f"answered with statuses the OpenAPI document does not list: {undocumented}"
     # It reached both sides: answers (past auth and validation) and refusals. Measured: positive ~56 x 200 and
     # ~550 x 4xx; negative ~44 x 200 and ~550 x 4xx.
     assert outcomes[200] > 20 and sum(n for status, n in outcomes.items() if 400 <= status < 500) > 100, outcomes
