@@ -28,20 +28,9 @@ import numpy as np
 from tokenizers import Encoding
 
 from app.encoder import OnnxEncoder, TextKind, truncate_tokens
+from app.errors import Overloaded, RequestTooLarge, TooLong
 
 log = logging.getLogger(__name__)
-
-
-class TooLong(ValueError):
-    """A text has more tokens than allowed and the request did not ask for truncation."""
-
-
-class Overloaded(RuntimeError):
-    """The queue is full; the caller should answer 503 and let the client retry."""
-
-
-class RequestTooLarge(ValueError):
-    """One request would encode more tokens than a request may (413: split it)."""
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from app.errors import ReadOnlyIndex, StorageFull
 from app.index import (
     HNSW_READ_ONLY,
     Document,
     Group,
     Hit,
-    ReadOnlyIndex,
     SearchIndex,
     point_link,
     version_folders,
@@ -38,10 +38,6 @@ from app.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_
 
 log = logging.getLogger(__name__)
 MAX_SNAPSHOT_BACKOFF_S = 300.0
-
-
-class StorageFull(RuntimeError):
-    """The disk under the log is full: the write was not made (nothing of it is logged or applied)."""
 
 
 @contextlib.contextmanager

@@ -13,20 +13,13 @@ from concurrent.futures import Future
 from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.collection import Collection
 from app.encoder import OnnxEncoder, TextKind, choose_variant
+from app.errors import InvalidRequest, NotReady
 from app.index import Document, Group, Hit
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.metrics import Metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class InvalidQuery(ValueError):
-    """The request is well-formed JSON but cannot be served as asked (the message says why)."""
-
-
-class NotReady(RuntimeError):
-    """Model or index still loading (or failed to load)."""
 
 
 class SearchEngine:
@@ -127,12 +120,12 @@ class SearchEngine:
         _, collection, batcher = self._parts()
         limits = self.settings
         if not 1 <= top_k <= limits.max_top_k:
-            raise InvalidQuery(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}")
+            raise InvalidRequest(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}")
         self._check_texts(queries, limits.max_query_chars, "query")
         if languages is not None:
             unknown = sorted(set(languages) - set(collection.languages))
             if unknown:
-                raise InvalidQuery(f"unknown language(s) {unknown}; the index has {collection.languages}")
+                raise InvalidRequest(f"unknown language(s) {unknown}; the index has {collection.languages}")
         wanted = sorted(set(languages)) if languages else None
         if group_by is not None:
             collection.check_group_field(group_by)  # 422 before any encoding
@@ -155,9 +148,9 @@ class SearchEngine:
     def _check_texts(self, texts: list[str], max_chars: int, what: str) -> None:
         for i, text in enumerate(texts):
             if not text.strip():
-                raise InvalidQuery(f"{what} {i} is empty or whitespace")
+                raise InvalidRequest(f"{what} {i} is empty or whitespace")
             if len(text) > max_chars:
-                raise InvalidQuery(f"{what} {i} is {len(text)} characters long; the limit is {max_chars}")
+                raise InvalidRequest(f"{what} {i} is {len(text)} characters long; the limit is {max_chars}")
 
     def upsert(self, documents: list[Document], encoded: Encoded) -> int:
         _, collection, _ = self._parts()

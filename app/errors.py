@@ -1,9 +1,67 @@
-"""The shape of an error answer, in one place: ``{"detail": ...}`` everywhere, OpenAI's ``{"error": {...}}`` on the
-``/v1`` routes, so that OpenAI clients (the official SDK, LangChain) show our message instead of a bare status."""
+"""Errors in one place: the service's error types, each with its HTTP status, and the shape of an error answer:
+``{"detail": ...}`` everywhere, OpenAI's ``{"error": {...}}`` on the ``/v1`` routes, so that OpenAI clients (the
+official SDK, LangChain) show our message instead of a bare status."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+class ServiceError(Exception):
+    """A request that cannot be served as asked; ``status`` is its HTTP status, the message says why."""
+
+    status = 500
+
+
+class InvalidRequest(ServiceError, ValueError):
+    """Well-formed JSON that cannot be served as asked (a limit, an unknown language or model, ...)."""
+
+    status = 422
+
+
+class TooLong(InvalidRequest):
+    """A text has more tokens than allowed and the request did not ask for truncation."""
+
+
+class GroupingError(InvalidRequest):
+    """``group_by`` names a field that cannot group (unknown, or not a scalar)."""
+
+
+class RequestTooLarge(ServiceError, ValueError):
+    """One request would encode more tokens than a request may (split it)."""
+
+    status = 413
+
+
+class ReadOnlyIndex(ServiceError, RuntimeError):
+    """The index cannot take writes (HNSW, read-only volume, plain folder; the message says why and what to do)."""
+
+    status = 409
+
+
+class NotReady(ServiceError, RuntimeError):
+    """Model or index still loading (or failed to load)."""
+
+    status = 503
+
+
+class Overloaded(ServiceError, RuntimeError):
+    """The encode queue is full; the client should retry shortly."""
+
+    status = 503
+
+
+class WalBroken(ServiceError, OSError):
+    """A failed append could not be undone: the log takes no more writes until the server restarts."""
+
+    status = 503
+
+
+class StorageFull(ServiceError, RuntimeError):
+    """The disk under the log is full: the write was not made (nothing of it is logged or applied)."""
+
+    status = 507
+
 
 OPENAI_PREFIX = "/v1/"
 OPENAI_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}

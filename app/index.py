@@ -23,6 +23,7 @@ import faiss
 import numpy as np
 
 from app.encoder import OnnxEncoder
+from app.errors import GroupingError, ReadOnlyIndex
 from app.jsonl import json_objects
 from app.limits import metadata_problem
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
@@ -58,10 +59,6 @@ class Group:
 
     value: object
     members: list[Hit]
-
-
-class GroupingError(ValueError):
-    """``group_by`` names a field the index cannot group by (the message says why)."""
 
 
 def read_corpus(path: Path) -> Iterator[Document]:
@@ -100,10 +97,6 @@ def _new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss
 
 
 HNSW_READ_ONLY = "an HNSW index cannot delete or replace documents; rebuild it with --index-type flat"
-
-
-class ReadOnlyIndex(RuntimeError):
-    """The index cannot take writes (an HNSW graph cannot delete; the message says what to do)."""
 
 
 def _filter_key(field_name: str, value: object) -> tuple[str, str]:

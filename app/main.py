@@ -15,31 +15,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import router
-from app.batcher import Overloaded, RequestTooLarge, TooLong
-from app.collection import StorageFull
-from app.engine import InvalidQuery, NotReady, SearchEngine
-from app.errors import OPENAI_PREFIX, error_content
-from app.index import GroupingError, ReadOnlyIndex
+from app.engine import SearchEngine
+from app.errors import OPENAI_PREFIX, ServiceError, error_content
 from app.limits import RequestBodyChecks
 from app.logs import RequestIds
 from app.metrics import Metrics, RecordMetrics
 from app.settings import Settings
-from app.wal import WalBroken
 
 log = logging.getLogger(__name__)
-
-# Domain errors -> HTTP status; the message is the exception's own text.
-STATUS_OF: dict[type[Exception], int] = {
-    InvalidQuery: 422,
-    TooLong: 422,
-    RequestTooLarge: 413,
-    GroupingError: 422,
-    ReadOnlyIndex: 409,
-    NotReady: 503,
-    Overloaded: 503,
-    WalBroken: 503,  # a failed append could not be undone: writes wait for a restart
-    StorageFull: 507,  # the write was not made; a 4xx would blame the request
-}
 
 
 def _validation_message(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -99,13 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         content = error_content(request.url.path, exc.status_code, str(exc.detail))
         return JSONResponse(status_code=exc.status_code, content=content, headers=exc.headers)
 
-    for error_type, status in STATUS_OF.items():
-
-        async def on_domain_error(request: Request, exc: Exception, status: int = status) -> JSONResponse:
-            headers = {"Retry-After": "5"} if status == 503 else None
-            content = error_content(request.url.path, status, str(exc))
-            return JSONResponse(status_code=status, content=content, headers=headers)
-
-        app.add_exception_handler(error_type, on_domain_error)
+    @app.exception_handler(ServiceError)
+    async def on_service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        content = error_content(request.url.path, exc.status, str(exc))
+        return JSONResponse(status_code=exc.status, content=content, headers=headers)
 
     return app

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.errors import WalBroken
 from app.manifest import fsync_path
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ log = logging.getLogger(__name__)
 
 class WalError(RuntimeError):
     """The log is damaged somewhere other than its last line (not something a crash can cause)."""
-
-
-class WalBroken(OSError):
-    """A failed append could not be undone: the log takes no more writes until the server restarts."""
 
 
 def encode_vector(vector: np.ndarray) -> str:

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import get_engine, get_settings, require_read_key, require_write_key, wait_for
-from app.engine import InvalidQuery
-from app.errors import documented
+from app.errors import InvalidRequest, documented
 from app.index import Document
 from app.limits import metadata_problem
 from app.schemas import DOCUMENT_ID_PATTERN, DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
@@ -29,15 +28,15 @@ async def upsert_documents(body: UpsertRequest, request: Request) -> UpsertRespo
     engine, settings = get_engine(request), get_settings(request)
     engine.require_writable()
     if len(body.documents) > settings.max_documents_per_request:
-        raise InvalidQuery(
+        raise InvalidRequest(
             f"{len(body.documents)} documents in one request; the limit is {settings.max_documents_per_request}"
         )
     for i, document in enumerate(body.documents):
         if problem := metadata_problem(document.metadata, settings.max_metadata_depth):
-            raise InvalidQuery(f"document {i} ({document.id!r}): {problem}")
+            raise InvalidRequest(f"document {i} ({document.id!r}): {problem}")
         size = len(json.dumps(document.metadata, ensure_ascii=False, separators=(",", ":")).encode())
         if size > settings.max_metadata_bytes:
-            raise InvalidQuery(
+            raise InvalidRequest(
                 f"document {i} ({document.id!r}): metadata is {size} bytes as JSON; "
                 f"the limit is {settings.max_metadata_bytes}"
             )

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
 from app.batcher import Encoded
-from app.engine import InvalidQuery
-from app.errors import documented
+from app.errors import InvalidRequest, documented
 from app.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList, Usage
 
 router = APIRouter(tags=["embeddings"], dependencies=[Depends(require_read_key)])
@@ -62,26 +61,26 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
     engine, settings = get_engine(request), get_settings(request)
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts:
-        raise InvalidQuery("input must be a text or a non-empty list of texts")
+        raise InvalidRequest("input must be a text or a non-empty list of texts")
     if not all(isinstance(text, str) for text in texts):
-        raise InvalidQuery(
+        raise InvalidRequest(
             "token arrays are not supported: they are ids of OpenAI's tokenizer, not of this model's; send the "
             "texts (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)"
         )
     if len(texts) > settings.max_batch_queries:
-        raise InvalidQuery(f"{len(texts)} inputs in one call; the limit is {settings.max_batch_queries}")
+        raise InvalidRequest(f"{len(texts)} inputs in one call; the limit is {settings.max_batch_queries}")
     encoder = engine.require_encoder()
     served = encoder.manifest.name
     kinds = {model_id: kind for kind, model_id in model_ids(served).items()}
     if body.model not in kinds:
-        raise InvalidQuery(f"model {body.model!r} is not served here; this server serves {sorted(kinds)}")
+        raise InvalidRequest(f"model {body.model!r} is not served here; this server serves {sorted(kinds)}")
     kind = kinds[body.model]
     if "input_type" in body.model_fields_set and body.input_type != kind and body.model != served:
-        raise InvalidQuery(f"model {body.model!r} embeds passages; input_type {body.input_type!r} contradicts it")
+        raise InvalidRequest(f"model {body.model!r} embeds passages; input_type {body.input_type!r} contradicts it")
     if "input_type" in body.model_fields_set:
         kind = body.input_type
     if body.dimensions is not None and body.dimensions != encoder.dim:
-        raise InvalidQuery(f"dimensions must be {encoder.dim} (this model does not shorten embeddings)")
+        raise InvalidRequest(f"dimensions must be {encoder.dim} (this model does not shorten embeddings)")
     encoded: Encoded = await wait_for(engine.embed(texts, kind, body.truncate), settings)  # type: ignore[arg-type]
     data = [
         Embedding(

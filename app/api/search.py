@@ -7,8 +7,7 @@ import time
 from fastapi import APIRouter, Depends, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
-from app.engine import InvalidQuery
-from app.errors import documented
+from app.errors import InvalidRequest, documented
 from app.index import Group, Hit
 from app.schemas import (
     BatchSearchRequest,
@@ -82,7 +81,7 @@ async def search(body: SearchRequest, request: Request) -> SearchResponse:
 async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearchResponse:
     engine, settings, started = get_engine(request), get_settings(request), time.perf_counter()
     if len(body.queries) > settings.max_batch_queries:
-        raise InvalidQuery(f"{len(body.queries)} queries in one call; the limit is {settings.max_batch_queries}")
+        raise InvalidRequest(f"{len(body.queries)} queries in one call; the limit is {settings.max_batch_queries}")
     future = engine.search(body.queries, body.top_k, body.languages, body.filters, body.truncate, body.group_by)
     found_lists = await wait_for(future, settings)
     assert engine.encoder is not None

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.batcher import BatchStats, EncodeBatcher, Overloaded, RequestTooLarge, TooLong
+from app.batcher import BatchStats, EncodeBatcher
 from app.encoder import OnnxEncoder
+from app.errors import Overloaded, RequestTooLarge, TooLong
 from tests.tiny import demo_records
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from app.collection import Collection, wal_path
 from app.encoder import OnnxEncoder
-from app.index import Document, ReadOnlyIndex, SearchIndex, version_folders
+from app.errors import ReadOnlyIndex
+from app.index import Document, SearchIndex, version_folders
 from app.wal import read_log, read_records
 
 

@@ -6,7 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
-from app.index import Document, GroupingError, SearchIndex
+from app.errors import GroupingError
+from app.index import Document, SearchIndex
 from app.manifest import IndexManifest
 
 LANGS = ["ar", "de", "en", "es", "zh"]

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.errors import WalBroken
 from app.wal import (
-    WalBroken,
     WalError,
     WriteAheadLog,
     closed_segments,
