@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.collection import Collection
@@ -20,6 +21,29 @@ from app.metrics import Metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What the HTTP layer and the metrics may know about the engine (nothing reaches through it)."""
+
+    ready: bool
+    error: str | None = None
+    model: str | None = None
+    variant: str | None = None
+    model_created_at: str = ""
+    embedding_dim: int | None = None
+    providers: list[str] = field(default_factory=list)
+    index_size: int | None = None
+    languages: list[str] = field(default_factory=list)
+    group_fields: list[str] = field(default_factory=list)
+    writable: bool = False
+    snapshot_error: str | None = None
+    snapshot_failures: int = 0
+    recovered_from: str | None = None
+    queue_depth: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
 
 
 class SearchEngine:
@@ -97,8 +121,37 @@ class SearchEngine:
             raise NotReady(self.error or "model and index are still loading")
         return self.encoder, self.collection, self.batcher
 
-    def require_encoder(self) -> OnnxEncoder:
-        return self._parts()[0]
+    def status(self) -> EngineStatus:
+        if not self.ready or self.encoder is None or self.collection is None or self.batcher is None:
+            return EngineStatus(ready=False, error=self.error)
+        encoder, collection, batcher = self.encoder, self.collection, self.batcher
+        return EngineStatus(
+            ready=True,
+            model=encoder.manifest.name,
+            variant=encoder.variant,
+            model_created_at=encoder.manifest.created_at,
+            embedding_dim=encoder.dim,
+            providers=list(encoder.providers),
+            index_size=collection.size,
+            languages=collection.languages,
+            group_fields=collection.group_fields,
+            writable=collection.writable,
+            snapshot_error=collection.snapshot_error,
+            snapshot_failures=collection.snapshot_failures,
+            recovered_from=collection.recovered_from,
+            queue_depth=batcher.depth,
+            cache_hits=batcher.cache.hits,
+            cache_misses=batcher.cache.misses,
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The served model's name (NotReady while loading)."""
+        return self._parts()[0].manifest.name
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._parts()[0].dim
 
     def require_writable(self) -> None:
         self._parts()[1].require_writable()

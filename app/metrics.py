@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from app.engine import SearchEngine
+    from app.engine import EngineStatus
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -56,15 +56,15 @@ class Metrics:
             registry=self.registry,
         )
 
-    def refresh(self, engine: SearchEngine) -> None:
+    def refresh(self, status: EngineStatus) -> None:
         """Gauges that mirror engine state: set when /metrics is scraped, not on every request."""
-        if engine.ready and engine.collection is not None and engine.batcher is not None:
-            self.ready.set(1)
-            self.index_documents.set(engine.collection.size)
-            self.queue_depth.set(engine.batcher.depth)
-            self.cache_hits.set(engine.batcher.cache.hits)
-            self.cache_misses.set(engine.batcher.cache.misses)
-            self.snapshot_failures.set(engine.collection.snapshot_failures)
+        self.ready.set(1 if status.ready else 0)
+        if status.ready:
+            self.index_documents.set(status.index_size or 0)
+            self.queue_depth.set(status.queue_depth)
+            self.cache_hits.set(status.cache_hits)
+            self.cache_misses.set(status.cache_misses)
+            self.snapshot_failures.set(status.snapshot_failures)
 
 
 class RecordMetrics:

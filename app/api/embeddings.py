@@ -23,7 +23,7 @@ def model_ids(served: str) -> dict[str, str]:
 
 
 def _model_card(model_id: str, request: Request) -> ModelCard:
-    created = get_engine(request).require_encoder().manifest.created_at
+    created = get_engine(request).status().model_created_at
     return ModelCard(id=model_id, created=int(datetime.fromisoformat(created).timestamp()) if created else 0)
 
 
@@ -34,7 +34,7 @@ def _model_card(model_id: str, request: Request) -> ModelCard:
     responses=documented(401, 403, 503, openai=True),
 )
 def list_models(request: Request) -> ModelList:
-    served = get_engine(request).require_encoder().manifest.name
+    served = get_engine(request).model_name
     return ModelList(data=[_model_card(model_id, request) for model_id in model_ids(served).values()])
 
 
@@ -45,7 +45,7 @@ def list_models(request: Request) -> ModelList:
     responses=documented(401, 403, 404, 422, 503, openai=True),
 )
 def retrieve_model(model_id: str, request: Request) -> ModelCard:
-    served = get_engine(request).require_encoder().manifest.name
+    served = get_engine(request).model_name
     if model_id not in model_ids(served).values():
         raise HTTPException(status_code=404, detail=f"model {model_id!r} is not served here")
     return _model_card(model_id, request)
@@ -69,8 +69,7 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
         )
     if len(texts) > settings.max_batch_queries:
         raise InvalidRequest(f"{len(texts)} inputs in one call; the limit is {settings.max_batch_queries}")
-    encoder = engine.require_encoder()
-    served = encoder.manifest.name
+    served = engine.model_name
     kinds = {model_id: kind for kind, model_id in model_ids(served).items()}
     if body.model not in kinds:
         raise InvalidRequest(f"model {body.model!r} is not served here; this server serves {sorted(kinds)}")
@@ -79,8 +78,8 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
         raise InvalidRequest(f"model {body.model!r} embeds passages; input_type {body.input_type!r} contradicts it")
     if "input_type" in body.model_fields_set:
         kind = body.input_type
-    if body.dimensions is not None and body.dimensions != encoder.dim:
-        raise InvalidRequest(f"dimensions must be {encoder.dim} (this model does not shorten embeddings)")
+    if body.dimensions is not None and body.dimensions != engine.embedding_dim:
+        raise InvalidRequest(f"dimensions must be {engine.embedding_dim} (this model does not shorten embeddings)")
     encoded: Encoded = await wait_for(engine.embed(texts, kind, body.truncate), settings)  # type: ignore[arg-type]
     data = [
         Embedding(

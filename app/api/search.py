@@ -65,14 +65,13 @@ async def search(body: SearchRequest, request: Request) -> SearchResponse:
     engine, started = get_engine(request), time.perf_counter()
     future = engine.search([body.query], body.top_k, body.languages, body.filters, body.truncate, body.group_by)
     (found,) = await wait_for(future, get_settings(request))
-    assert engine.encoder is not None
     return SearchResponse(
         results=_answer(found, body),
         query=body.query,
         top_k=body.top_k,
         languages=body.languages,
         group_by=body.group_by,
-        model=engine.encoder.manifest.name,
+        model=engine.model_name,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
     )
 
@@ -84,7 +83,6 @@ async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearc
         raise InvalidRequest(f"{len(body.queries)} queries in one call; the limit is {settings.max_batch_queries}")
     future = engine.search(body.queries, body.top_k, body.languages, body.filters, body.truncate, body.group_by)
     found_lists = await wait_for(future, settings)
-    assert engine.encoder is not None
     return BatchSearchResponse(
         results=[
             QueryResults(query=query, results=_answer(found, body))
@@ -93,6 +91,6 @@ async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearc
         top_k=body.top_k,
         languages=body.languages,
         group_by=body.group_by,
-        model=engine.encoder.manifest.name,
+        model=engine.model_name,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
     )

@@ -27,21 +27,21 @@ def health() -> Health:
     },
 )
 def ready(request: Request, response: Response) -> Readiness:
-    engine = get_engine(request)
-    if not engine.ready or engine.encoder is None or engine.collection is None:
+    status = get_engine(request).status()
+    if not status.ready:
         response.status_code = 503
-        return Readiness(ready=False, error=engine.error)
+        return Readiness(ready=False, error=status.error)
     return Readiness(
         ready=True,
-        model=engine.encoder.manifest.name,
-        variant=engine.encoder.variant,
-        providers=engine.encoder.providers,
-        index_size=engine.collection.size,
-        languages=engine.collection.languages,
-        group_fields=engine.collection.group_fields,
-        writable=engine.collection.writable,
-        snapshot_error=engine.collection.snapshot_error,
-        recovered_from=engine.collection.recovered_from,
+        model=status.model,
+        variant=status.variant,
+        providers=status.providers,
+        index_size=status.index_size,
+        languages=status.languages,
+        group_fields=status.group_fields,
+        writable=status.writable,
+        snapshot_error=status.snapshot_error,
+        recovered_from=status.recovered_from,
     )
 
 
@@ -56,5 +56,5 @@ def ready(request: Request, response: Response) -> Readiness:
 )
 def metrics(request: Request) -> Response:
     metrics = request.app.state.metrics
-    metrics.refresh(get_engine(request))
+    metrics.refresh(get_engine(request).status())
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
