@@ -11,7 +11,6 @@ import resource
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from training.config import ConfigError, TrainConfig, config_digest, save_config
 from training.data import ParallelData
+from training.grad_cache import embed_in_pieces, grad_cache_backward, rng_state
 from training.lora import wrap_with_lora
 from training.loss import info_nce
 from training.model import LoadedEncoder
@@ -166,74 +166,31 @@ class Trainer:
             out = module(inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device))
         return out.float()
 
-    def _pieces(self, inputs: Inputs, size: int) -> tuple[list[Inputs], torch.Tensor]:
-        """Rows sorted by length, cut into pieces of ``size``, each trimmed to its own longest row.
-
-        Padding to the batch's longest sentence would triple the work here (XQuAD sentences: median 48 tokens,
-        batch maximum ~160). Returns the pieces and the sorting order (embeddings come back in input order).
-        """
-        lengths = inputs["attention_mask"].sum(dim=1)
-        order = torch.argsort(lengths, descending=True, stable=True)
-        pieces = []
-        for start in range(0, len(order), size):
-            rows = order[start : start + size]
-            width = int(lengths[rows].max())
-            pieces.append({key: value[rows, :width] for key, value in inputs.items()})
-        return pieces, order
-
     def _embed(self, inputs: Inputs, forward: Callable[[Inputs], torch.Tensor]) -> torch.Tensor:
-        pieces, order = self._pieces(inputs, self.piece_size)
-        return _unsort(torch.cat([forward(piece) for piece in pieces]), order)
+        return embed_in_pieces(inputs, forward, self.piece_size)
 
     def _loss(self, queries: torch.Tensor, passages: torch.Tensor, n_positives: int) -> torch.Tensor:
         negatives = passages[n_positives:] if passages.shape[0] > n_positives else None
         return info_nce(queries, passages[:n_positives], negatives, self.config.temperature)
 
-    def _rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        return torch.get_rng_state(), cuda
-
     def backward(self, collated: Collated) -> float:
-        """Loss + gradients for the whole batch; GradCache when ``grad_cache_chunk`` > 0.
-
-        GradCache (Gao et al. 2021): embed every chunk without a graph, take the loss over the full batch of
-        embeddings, then re-run each chunk with a graph (same dropout RNG) and back-propagate the cached
-        embedding gradients. Memory is one chunk's activations; the gradient equals the full-batch one.
-        """
+        """Loss + gradients for the whole batch; GradCache (training/grad_cache.py) when ``grad_cache_chunk`` > 0."""
         if self.config.grad_cache_chunk <= 0:
             queries = self._embed(collated.queries, self._forward)
             passages = self._embed(collated.passages, self._forward)
             loss = self._loss(queries, passages, collated.n_positives)
             loss.backward()
             return float(loss.detach())
-        size = self.config.grad_cache_chunk
-        (query_pieces, query_order), (passage_pieces, passage_order) = (
-            self._pieces(collated.queries, size),
-            self._pieces(collated.passages, size),
+        loss = grad_cache_backward(
+            collated.queries,
+            collated.passages,
+            self._forward,
+            lambda queries, passages: self._loss(queries, passages, collated.n_positives),
+            self.config.grad_cache_chunk,
+            self.device,
+            self.module.no_sync if self.distributed else None,  # type: ignore[arg-type]
         )
-        pieces = query_pieces + passage_pieces
-        states, embeddings = [], []
-        with torch.no_grad():
-            for piece in pieces:
-                states.append(self._rng_state())
-                embeddings.append(self._forward(piece))
-        sorted_queries = torch.cat(embeddings[: len(query_pieces)]).requires_grad_()
-        sorted_passages = torch.cat(embeddings[len(query_pieces) :]).requires_grad_()
-        queries, passages = _unsort(sorted_queries, query_order), _unsort(sorted_passages, passage_order)
-        loss = self._loss(queries, passages, collated.n_positives)
-        loss.backward()
-        sizes = [piece["input_ids"].shape[0] for piece in pieces]
-        gradients = torch.cat([sorted_queries.grad, sorted_passages.grad]).split(sizes)
-        devices = [self.device] if self.device.type == "cuda" else []
-        for index, (piece, (cpu_state, cuda_state), gradient) in enumerate(zip(pieces, states, gradients, strict=True)):
-            last = index == len(pieces) - 1
-            sync = nullcontext() if last or not self.distributed else self.module.no_sync()  # type: ignore[operator]
-            with sync, torch.random.fork_rng(devices=devices):
-                torch.set_rng_state(cpu_state)
-                if cuda_state is not None:
-                    torch.cuda.set_rng_state(cuda_state, self.device)
-                (self._forward(piece) * gradient).sum().backward()
-        return float(loss.detach())
+        return float(loss)
 
     def train_step(self, step: int) -> tuple[float, str]:
         self.module.train()
@@ -284,7 +241,7 @@ class Trainer:
             )
         if self.distributed:
             dist.barrier()
-        cpu, cuda = self._rng_state()  # CUDA's too: dropout on a GPU draws from it
+        cpu, cuda = rng_state(self.device)  # CUDA's too: dropout on a GPU draws from it
         torch.save({"cpu": cpu, "cuda": cuda, "python": random.getstate()}, tmp / f"rng-rank{self.rank}.pt")
         if self.distributed:
             dist.barrier()
@@ -448,11 +405,6 @@ class Trainer:
         if any(not torch.equal(g, gathered[0]) for g in gathered):
             raise RuntimeError(f"DDP ranks disagree on the weights: {[float(g) for g in gathered]}")
         return True
-
-
-def _unsort(rows_in_order: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Rows computed in ``order`` back to input order (differentiable)."""
-    return rows_in_order[torch.argsort(order)]
 
 
 CPU_PAD_BUCKET = 8  # pieces of 8 rows on a CPU: the padding saved outweighs the smaller matrix products
