@@ -12,15 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+from app.build import build_index
 from app.collection import wal_path
+from app.corpus import CorpusError, read_corpus
 from app.encoder import OnnxEncoder, choose_variant
-from app.index import CorpusError, SearchIndex, read_corpus
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.settings import Settings
 from app.wal import WriteAheadLog
 
 
-def build_index(args: argparse.Namespace, settings: Settings) -> None:
+def index_command(args: argparse.Namespace, settings: Settings) -> None:
     model_dir = args.model_dir or settings.model_dir
     out = args.out or settings.index_dir
     manifest = load_model_manifest(model_dir)
@@ -31,7 +32,7 @@ def build_index(args: argparse.Namespace, settings: Settings) -> None:
         raise CorpusError(f"{args.corpus} holds no documents")
     log = _claim_write_log(out, args.discard_writes)
     started = time.perf_counter()
-    index = SearchIndex.build(
+    index = build_index(
         encoder, documents, args.index_type, args.batch_size, progress=True, corpus_name=str(args.corpus)
     )
     version = index.save(out)
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     try:
         if args.command == "index":
-            build_index(args, settings)
+            index_command(args, settings)
         else:
             serve(settings)
     except (ManifestError, CorpusError, FileNotFoundError) as exc:

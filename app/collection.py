@@ -22,17 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from app.corpus import Document, Group, Hit
 from app.errors import ReadOnlyIndex, StorageFull
-from app.index import (
-    HNSW_READ_ONLY,
-    Document,
-    Group,
-    Hit,
-    SearchIndex,
-    point_link,
-    version_folders,
-    write_version,
-)
+from app.index import HNSW_READ_ONLY, SearchIndex, point_link, version_folders, write_version
 from app.manifest import ManifestError
 from app.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_log
 

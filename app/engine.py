@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.collection import Collection
+from app.corpus import Document, Group, Hit
 from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady
-from app.index import Document, Group, Hit
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.metrics import Metrics
 from app.settings import Settings

@@ -11,10 +11,8 @@ import json
 import logging
 import os
 import shutil
-import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -22,58 +20,14 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from app.encoder import OnnxEncoder
+from app.corpus import Document, Group, Hit
 from app.errors import GroupingError, ReadOnlyIndex
-from app.jsonl import json_objects
-from app.limits import metadata_problem
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 IndexType = Literal["flat", "hnsw"]
 VECTORS_FILE, DOCS_FILE = "index.faiss", "docs.jsonl"
-
-
-class CorpusError(ValueError):
-    """A corpus record is malformed; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class Document:
-    id: str
-    text: str
-    lang: str
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Hit:
-    document: Document
-    score: float
-
-
-@dataclass(frozen=True)
-class Group:
-    """Documents sharing one value of the grouping field (a document without it is a group of its own); members
-    are every member the search found, best first."""
-
-    value: object
-    members: list[Hit]
-
-
-def read_corpus(path: Path) -> Iterator[Document]:
-    """Validate and yield JSONL records ``{"id", "text", "lang", "metadata"?}``; duplicate ids are an error."""
-    seen: set[str] = set()
-    for where, record in json_objects(path, CorpusError, ("id", "text", "lang")):
-        metadata = record.get("metadata", {})
-        if not isinstance(metadata, dict):
-            raise CorpusError(f"{where}: 'metadata' must be an object")
-        if problem := metadata_problem(metadata):
-            raise CorpusError(f"{where}: {problem}")
-        if record["id"] in seen:
-            raise CorpusError(f"{where}: duplicate id {record['id']!r}")
-        seen.add(record["id"])
-        yield Document(record["id"], record["text"], record["lang"], metadata)
 
 
 def _group_hits(hits: list[Hit], group_by: str) -> list[Group]:
@@ -87,7 +41,7 @@ def _group_hits(hits: list[Hit], group_by: str) -> list[Group]:
     return [Group(members[0].document.metadata.get(group_by), members) for members in groups.values()]
 
 
-def _new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:
+def new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:
     if index_type == "hnsw":
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 200
@@ -307,45 +261,6 @@ class SearchIndex:
         flat = faiss.IndexFlatIP(self.dim)
         flat.add(np.ascontiguousarray(matrix[order], dtype=np.float32))
         return flat, [self._docs[int(slot)] for slot in slots[order]]
-
-    @classmethod
-    def build(
-        cls,
-        encoder: OnnxEncoder,
-        documents: list[Document],
-        index_type: IndexType = "flat",
-        batch_size: int = 32,
-        progress: bool = True,
-        corpus_name: str = "",
-    ) -> SearchIndex:
-        started = time.perf_counter()
-        limit = encoder.manifest.max_length
-        truncated = sum(n > limit for n in encoder.token_lengths([d.text for d in documents], "passage"))
-        if truncated:
-            log.warning(
-                "%d of %d passages exceed %d tokens; only their first %d tokens are embedded",
-                truncated,
-                len(documents),
-                limit,
-                limit,
-            )
-        embeddings = encoder.encode([d.text for d in documents], "passage", batch_size, progress)
-        vectors = _new_faiss_index(encoder.dim, index_type)
-        vectors.add(embeddings)
-        manifest = IndexManifest(
-            model_name=encoder.manifest.name,
-            model_fingerprint=encoder.manifest.fingerprint,
-            model_variant=encoder.variant,
-            embedding_dim=encoder.dim,
-            index_type=index_type,
-            size=len(documents),
-            languages=dict(sorted(Counter(d.lang for d in documents).items())),
-            corpus=corpus_name,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            build_seconds=round(time.perf_counter() - started, 2),
-            truncated_passages=truncated,
-        )
-        return cls(vectors, documents, manifest)
 
     def save(self, index_dir: Path, wal_seq: int | None = None) -> Path:
         """Write a new version folder, fsync it, then atomically point ``index_dir`` at it.

@@ -197,7 +197,7 @@ def encode_section(args: argparse.Namespace) -> dict:
 
 def search_while_snapshotting(collection: Collection, vectors: np.ndarray, round_: int) -> float:
     """The slowest of the searches that ran while one snapshot was written (ms)."""
-    from app.index import Document
+    from app.corpus import Document
 
     collection.upsert([Document(f"during-{round_}", "text", "en")], vectors[:1])
     done, worst = threading.Event(), [0.0]
@@ -221,7 +221,8 @@ def writes_section(args: argparse.Namespace) -> dict:
     import tempfile
 
     from app.collection import Collection
-    from app.index import Document, SearchIndex
+    from app.corpus import Document
+    from app.index import SearchIndex
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((200, 384)).astype(np.float32)

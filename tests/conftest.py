@@ -56,11 +56,12 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_index(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from app.build import build_index
+    from app.corpus import read_corpus
     from app.encoder import OnnxEncoder
-    from app.index import SearchIndex, read_corpus
 
     index_dir = tmp_path_factory.mktemp("indexes") / "tiny"
-    index = SearchIndex.build(OnnxEncoder(tiny_model, runtime="cpu"), list(read_corpus(tiny_corpus)), progress=False)
+    index = build_index(OnnxEncoder(tiny_model, runtime="cpu"), list(read_corpus(tiny_corpus)), progress=False)
     index.save(index_dir)
     return index_dir
 
@@ -112,8 +113,9 @@ def default_model(base_model: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_index(default_model: Path) -> Path:
+    from app.build import build_index
+    from app.corpus import read_corpus
     from app.encoder import OnnxEncoder
-    from app.index import SearchIndex, read_corpus
     from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 
     try:
@@ -124,7 +126,7 @@ def demo_index(default_model: Path) -> Path:
         current = False
     if not current:
         documents = list(read_corpus(ROOT / "data" / "demo" / "corpus.jsonl"))
-        SearchIndex.build(OnnxEncoder(default_model), documents, progress=False).save(DEMO_INDEX_DIR)
+        build_index(OnnxEncoder(default_model), documents, progress=False).save(DEMO_INDEX_DIR)
     return DEMO_INDEX_DIR
 
 

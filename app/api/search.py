@@ -7,8 +7,8 @@ import time
 from fastapi import APIRouter, Depends, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
+from app.corpus import Group, Hit
 from app.errors import InvalidRequest, documented
-from app.index import Group, Hit
 from app.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,

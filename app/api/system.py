@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -30,19 +32,7 @@ def ready(request: Request, response: Response) -> Readiness:
     status = get_engine(request).status()
     if not status.ready:
         response.status_code = 503
-        return Readiness(ready=False, error=status.error)
-    return Readiness(
-        ready=True,
-        model=status.model,
-        variant=status.variant,
-        providers=status.providers,
-        index_size=status.index_size,
-        languages=status.languages,
-        group_fields=status.group_fields,
-        writable=status.writable,
-        snapshot_error=status.snapshot_error,
-        recovered_from=status.recovered_from,
-    )
+    return Readiness(**{key: value for key, value in asdict(status).items() if key in Readiness.model_fields})
 
 
 @router.get(

@@ -8,8 +8,9 @@ import pytest
 
 from app.cli import main
 from app.collection import Collection, wal_path
+from app.corpus import Document
 from app.encoder import OnnxEncoder
-from app.index import Document, SearchIndex
+from app.index import SearchIndex
 
 
 def write_one(index_dir: Path, encoder: OnnxEncoder) -> Collection:

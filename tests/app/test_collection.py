@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.build import build_index
 from app.collection import Collection, wal_path
+from app.corpus import Document
 from app.encoder import OnnxEncoder
 from app.errors import ReadOnlyIndex
-from app.index import Document, SearchIndex, version_folders
+from app.index import SearchIndex, version_folders
 from app.wal import read_log, read_records
 
 
@@ -153,10 +155,10 @@ def test_filters_combine_with_languages(encoder: OnnxEncoder, writable_index: Pa
 
 
 def test_hnsw_is_read_only(encoder: OnnxEncoder, tiny_corpus: Path, tmp_path: Path) -> None:
-    from app.index import read_corpus
+    from app.corpus import read_corpus
 
     hnsw_dir = tmp_path / "hnsw"
-    SearchIndex.build(encoder, list(read_corpus(tiny_corpus))[:30], "hnsw", progress=False).save(hnsw_dir)
+    build_index(encoder, list(read_corpus(tiny_corpus))[:30], "hnsw", progress=False).save(hnsw_dir)
     hnsw = Collection(hnsw_dir)
     assert not hnsw.writable and "HNSW" in (hnsw.read_only_reason or "")
     with pytest.raises(ReadOnlyIndex, match="flat"):

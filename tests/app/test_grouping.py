@@ -6,8 +6,9 @@ import faiss
 import numpy as np
 import pytest
 
+from app.corpus import Document
 from app.errors import GroupingError
-from app.index import Document, SearchIndex
+from app.index import SearchIndex
 from app.manifest import IndexManifest
 
 LANGS = ["ar", "de", "en", "es", "zh"]

@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.build import build_index
+from app.corpus import CorpusError, Document, read_corpus
 from app.encoder import OnnxEncoder
-from app.index import CorpusError, Document, SearchIndex, read_corpus
+from app.index import SearchIndex
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 
 
@@ -72,10 +74,8 @@ def test_manifest_ties_index_to_model(tiny_model: Path, tiny_index: Path) -> Non
 def test_save_swaps_versions_atomically(tiny_model: Path, tmp_path: Path) -> None:
     encoder = OnnxEncoder(tiny_model, "fp32", runtime="cpu")
     target = tmp_path / "idx"
-    first = SearchIndex.build(encoder, [Document("a", "alpha text", "en")], progress=False)
-    second = SearchIndex.build(
-        encoder, [Document("b", "beta text", "en"), Document("c", "gamma", "de")], progress=False
-    )
+    first = build_index(encoder, [Document("a", "alpha text", "en")], progress=False)
+    second = build_index(encoder, [Document("b", "beta text", "en"), Document("c", "gamma", "de")], progress=False)
     v1 = first.save(target)
     assert SearchIndex.load(target).size == 1
     v2 = second.save(target)
@@ -91,9 +91,7 @@ def test_plain_folder_is_not_overwritten(tiny_model: Path, tmp_path: Path) -> No
     target = tmp_path / "idx"
     target.mkdir()
     (target / "precious.txt").write_text("keep me")
-    index = SearchIndex.build(
-        OnnxEncoder(tiny_model, "fp32", runtime="cpu"), [Document("a", "x", "en")], progress=False
-    )
+    index = build_index(OnnxEncoder(tiny_model, "fp32", runtime="cpu"), [Document("a", "x", "en")], progress=False)
     with pytest.raises(ManifestError, match="plain folder"):
         index.save(target)
     assert (target / "precious.txt").read_text() == "keep me"
@@ -102,8 +100,8 @@ def test_plain_folder_is_not_overwritten(tiny_model: Path, tmp_path: Path) -> No
 def test_hnsw_agrees_with_exact_search(tiny_model: Path, tiny_corpus: Path) -> None:
     encoder = OnnxEncoder(tiny_model, "fp32", runtime="cpu")
     documents = list(read_corpus(tiny_corpus))
-    flat = SearchIndex.build(encoder, documents, "flat", progress=False)
-    hnsw = SearchIndex.build(encoder, documents, "hnsw", progress=False)
+    flat = build_index(encoder, documents, "flat", progress=False)
+    hnsw = build_index(encoder, documents, "hnsw", progress=False)
     queries = encoder.encode([d.text[:60] for d in documents[::11]], "query")
     agree = np.mean(
         [
@@ -131,5 +129,5 @@ def test_corrupt_store_is_detected(tiny_index: Path, tmp_path: Path) -> None:
 def test_build_counts_truncated_passages(tiny_model: Path) -> None:
     encoder = OnnxEncoder(tiny_model, "fp32", runtime="cpu")
     documents = [Document("long", "word " * 300, "en"), Document("short", "a few words", "en")]
-    index = SearchIndex.build(encoder, documents, progress=False)
+    index = build_index(encoder, documents, progress=False)
     assert index.manifest.model_extra["truncated_passages"] == 1

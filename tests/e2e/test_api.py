@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
+from app.corpus import read_corpus
 from app.encoder import OnnxEncoder
-from app.index import read_corpus
 from tests.conftest import ROOT, running_server
 
 pytestmark = pytest.mark.e2e
