@@ -15,6 +15,7 @@ from tokenizers import Encoding, Tokenizer
 from tqdm import tqdm
 
 from app.manifest import ManifestError, ModelManifest, Variant, load_model_manifest
+from app.text import model_input
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class OnnxEncoder:
         """Untruncated tokenizer output for prefixed texts."""
         prefix = self.prefix(kind)
         # Strip: trailing whitespace changes some tokenizers' output (a lone "▁"), never the meaning.
-        return self.tokenizer.encode_batch([prefix + text.strip() for text in texts])
+        return self.tokenizer.encode_batch([model_input(prefix, text) for text in texts])
 
     def run(self, batch: Tokenized) -> np.ndarray:
         return self.run_padded(batch.input_ids, batch.attention_mask)

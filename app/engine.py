@@ -6,6 +6,7 @@ layer awaits it with the request timeout.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from concurrent.futures import Future
@@ -16,11 +17,13 @@ from app.collection import Collection
 from app.corpus import Document, Group, Hit
 from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady
+from app.limits import metadata_problem
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.metrics import Metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+PASSAGE_SUFFIX = ":passage"  # the model id that embeds with the passage prefix
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ class SearchEngine:
         """Future of one hit list per query; with ``group_by``, of one list of ``top_k`` groups per query."""
         _, collection, batcher = self._parts()
         limits = self.settings
+        self._check_count(queries, limits.max_batch_queries, "queries")
         if not 1 <= top_k <= limits.max_top_k:
             raise InvalidRequest(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}")
         self._check_texts(queries, limits.max_query_chars, "query")
@@ -189,6 +193,60 @@ class SearchEngine:
             return collection.search(encoded.embeddings, top_k, wanted, filters)
 
         return batcher.submit(queries, "query", self.max_query_tokens(), truncate, then=find)
+
+    def model_ids(self) -> dict[str, TextKind]:
+        """The ids the served model answers to, with the prefix each applies: '<name>' embeds queries and
+        '<name>:passage' passages, so a client that cannot send input_type (LangChain) can embed documents."""
+        name = self.model_name
+        return {name: "query", name + PASSAGE_SUFFIX: "passage"}
+
+    def embed_inputs(
+        self,
+        inputs: str | list,
+        model: str,
+        input_type: TextKind | None = None,
+        dimensions: int | None = None,
+        truncate: bool = False,
+    ) -> Future:
+        """An OpenAI-style embeddings request, every check of it here; the future of ``Encoded``."""
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        if not texts:
+            raise InvalidRequest("input must be a text or a non-empty list of texts")
+        if not all(isinstance(text, str) for text in texts):
+            raise InvalidRequest(
+                "token arrays are not supported: they are ids of OpenAI's tokenizer, not of this model's; send the "
+                "texts (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)"
+            )
+        self._check_count(texts, self.settings.max_batch_queries, "inputs")
+        kinds = self.model_ids()
+        if model not in kinds:
+            raise InvalidRequest(f"model {model!r} is not served here; this server serves {sorted(kinds)}")
+        kind = kinds[model]
+        if input_type is not None and input_type != kind and model != self.model_name:
+            raise InvalidRequest(f"model {model!r} embeds passages; input_type {input_type!r} contradicts it")
+        if dimensions is not None and dimensions != self.embedding_dim:
+            raise InvalidRequest(f"dimensions must be {self.embedding_dim} (this model does not shorten embeddings)")
+        return self.embed(texts, input_type or kind, truncate)
+
+    def embed_documents(self, documents: list[Document], truncate: bool = False) -> Future:
+        """Documents to be written: count and metadata checks, then the future of their passage embeddings."""
+        limits = self.settings
+        self._check_count(documents, limits.max_documents_per_request, "documents", "request")
+        for i, document in enumerate(documents):
+            if problem := metadata_problem(document.metadata, limits.max_metadata_depth):
+                raise InvalidRequest(f"document {i} ({document.id!r}): {problem}")
+            size = len(json.dumps(document.metadata, ensure_ascii=False, separators=(",", ":")).encode())
+            if size > limits.max_metadata_bytes:
+                raise InvalidRequest(
+                    f"document {i} ({document.id!r}): metadata is {size} bytes as JSON; "
+                    f"the limit is {limits.max_metadata_bytes}"
+                )
+        return self.embed([d.text for d in documents], "passage", truncate)
+
+    @staticmethod
+    def _check_count(items: list, limit: int, what: str, unit: str = "call") -> None:
+        if len(items) > limit:
+            raise InvalidRequest(f"{len(items)} {what} in one {unit}; the limit is {limit}")
 
     def embed(self, texts: list[str], kind: TextKind, truncate: bool = False) -> Future:
         """Future of ``Encoded`` (embeddings and token counts)."""

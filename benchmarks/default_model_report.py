@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 from app.manifest import load_model_manifest  # noqa: E402
 from training.data import load_split_titles  # noqa: E402
 from training.default_model import DEFAULT_ADAPTER, DEFAULT_SERVED  # noqa: E402
-from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set, plot_matrix  # noqa: E402
+from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set  # noqa: E402
+from training.plots import plot_matrix  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "docs" / "results"

@@ -11,6 +11,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from app.text import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX
+
 HARD_NEGATIVE_LANGUAGES = ("passage", "query", "any")
 PRECISIONS = ("auto", "fp32", "bf16")
 NINE_TRAINING_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
@@ -46,8 +48,8 @@ class TrainConfig:
     pad_bucket: int = 0  # forward in length-sorted pieces of this size; 0 = per device
     max_query_length: int = 64  # tokens per query, at most
     max_passage_length: int = 128  # tokens per passage, at most
-    query_prefix: str = "query: "  # put before every query (e5 models expect it)
-    passage_prefix: str = "passage: "  # put before every passage
+    query_prefix: str = DEFAULT_QUERY_PREFIX  # put before every query (e5 models expect it)
+    passage_prefix: str = DEFAULT_PASSAGE_PREFIX  # put before every passage
     # --- optimisation ---
     # The 250k x 384 table is 81 % of the weights; updating it densely costs more than the whole forward/backward
     # on 2 cores, and languages unseen in training (el, vi) keep their aligned embeddings.

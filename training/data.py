@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,34 +81,41 @@ def answer_sentence(paragraph: dict, answer_start: int) -> int:
     raise ValueError(f"answer start {answer_start} is outside every sentence")
 
 
+def lareqa_paragraphs(folder: Path, lang: str, titles: set[str] | None = None) -> Iterator[tuple[str, dict]]:
+    """``(where, paragraph)`` for each paragraph of one language's LAReQA file, articles limited to ``titles``:
+    the one LAReQA reader (training here, evaluation in training/evaluate.py)."""
+    path = Path(folder) / f"{lang}.json"
+    if not path.is_file():
+        raise DataError(f"{path}: missing (LAReQA folder needs one <lang>.json per language)")
+    try:
+        articles = json.loads(path.read_text(encoding="utf-8"))["data"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise DataError(f"{path}: not a SQuAD/LAReQA JSON file ({exc})") from exc
+    for article in articles:
+        if titles is not None and article.get("title") not in titles:
+            continue
+        for p_index, paragraph in enumerate(article["paragraphs"]):
+            where = f"{path} article {article.get('title')!r} paragraph {p_index}"
+            if "sentences" not in paragraph or "sentence_breaks" not in paragraph:
+                raise DataError(f"{where}: no 'sentences'/'sentence_breaks' (not LAReQA format)")
+            yield where, paragraph
+
+
 def read_lareqa(folder: Path, languages: list[str], titles: set[str] | None = None) -> ParallelData:
     data = ParallelData()
     skipped: Counter[str] = Counter()
     for lang in languages:
-        path = Path(folder) / f"{lang}.json"
-        if not path.is_file():
-            raise DataError(f"{path}: missing (LAReQA folder needs one <lang>.json per language)")
-        try:
-            articles = json.loads(path.read_text(encoding="utf-8"))["data"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise DataError(f"{path}: not a SQuAD/LAReQA JSON file ({exc})") from exc
-        for article in articles:
-            if titles is not None and article.get("title") not in titles:
-                continue
-            for p_index, paragraph in enumerate(article["paragraphs"]):
-                where = f"{path} article {article.get('title')!r} paragraph {p_index}"
-                if "sentences" not in paragraph or "sentence_breaks" not in paragraph:
-                    raise DataError(f"{where}: no 'sentences'/'sentence_breaks' (not LAReQA format)")
-                sentences = paragraph["sentences"]
-                for qa in paragraph["qas"]:
-                    try:
-                        positive = answer_sentence(paragraph, qa["answers"][0]["answer_start"])
-                    except (ValueError, IndexError, KeyError) as exc:
-                        skipped[f"{lang}: {exc}"] += 1
-                        continue
-                    negatives = tuple(s for i, s in enumerate(sentences) if i != positive)
-                    example = Example(qa["id"], lang, qa["question"].strip(), sentences[positive].strip(), negatives)
-                    data.add(example, f"{where} question {qa['id']}")
+        for where, paragraph in lareqa_paragraphs(folder, lang, titles):
+            sentences = paragraph["sentences"]
+            for qa in paragraph["qas"]:
+                try:
+                    positive = answer_sentence(paragraph, qa["answers"][0]["answer_start"])
+                except (ValueError, IndexError, KeyError) as exc:
+                    skipped[f"{lang}: {exc}"] += 1
+                    continue
+                negatives = tuple(s for i, s in enumerate(sentences) if i != positive)
+                example = Example(qa["id"], lang, qa["question"].strip(), sentences[positive].strip(), negatives)
+                data.add(example, f"{where} question {qa['id']}")
     for reason, count in skipped.items():
         log.warning("skipped %d questions (%s)", count, reason)
     if not data.by_id:

@@ -23,8 +23,10 @@ from typing import Protocol
 
 import numpy as np
 
-from training.data import answer_sentence, load_split_titles
+from app.text import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX
+from training.data import answer_sentence, lareqa_paragraphs, load_split_titles
 from training.metrics import average_precision, rank_distance, ranks_of, recall_at
+from training.plots import plot_matrix
 
 log = logging.getLogger("training.evaluate")
 SETTINGS = ("mono", "cross", "multi")
@@ -68,18 +70,14 @@ class RetrievalSet:
 def load_retrieval_set(folder: Path, languages: list[str], titles: set[str] | None = None) -> RetrievalSet:
     data = RetrievalSet(languages)
     for lang in languages:
-        articles = json.loads((Path(folder) / f"{lang}.json").read_text(encoding="utf-8"))["data"]
         data.questions[lang] = []
-        for article in articles:
-            if titles is not None and article["title"] not in titles:
-                continue
-            for paragraph in article["paragraphs"]:
-                first = len(data.candidates)
-                data.candidates.extend(s.strip() for s in paragraph["sentences"])
-                data.candidate_lang.extend([lang] * len(paragraph["sentences"]))
-                for qa in paragraph["qas"]:
-                    data.questions[lang].append((qa["id"], qa["question"].strip()))
-                    data.answer[(qa["id"], lang)] = first + answer_sentence(paragraph, qa["answers"][0]["answer_start"])
+        for _, paragraph in lareqa_paragraphs(folder, lang, titles):
+            first = len(data.candidates)
+            data.candidates.extend(s.strip() for s in paragraph["sentences"])
+            data.candidate_lang.extend([lang] * len(paragraph["sentences"]))
+            for qa in paragraph["qas"]:
+                data.questions[lang].append((qa["id"], qa["question"].strip()))
+                data.answer[(qa["id"], lang)] = first + answer_sentence(paragraph, qa["answers"][0]["answer_start"])
     if not data.candidates:
         raise ValueError(f"{folder}: no paragraphs for languages {languages} in the chosen articles")
     return data
@@ -126,7 +124,10 @@ class TorchEmbedder:
 
 
 def make_embedder(
-    model: str, variant: str | None = None, query_prefix: str = "query: ", passage_prefix: str = "passage: "
+    model: str,
+    variant: str | None = None,
+    query_prefix: str = DEFAULT_QUERY_PREFIX,
+    passage_prefix: str = DEFAULT_PASSAGE_PREFIX,
 ) -> Embedder:
     if (Path(model) / "manifest.json").is_file():
         return OnnxEmbedder(Path(model), variant)
@@ -238,39 +239,6 @@ def markdown_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_matrix(result: dict, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    langs = result["languages"]
-    values = np.array([[result["map_matrix"][x][y] for y in langs] for x in langs])
-    figure, axis = plt.subplots(figsize=(1.0 + 0.62 * len(langs), 0.6 + 0.55 * len(langs)), dpi=110)
-    image = axis.imshow(values, cmap="viridis", vmin=0, vmax=1)
-    axis.set_xticks(range(len(langs)), langs)
-    axis.set_yticks(range(len(langs)), langs)
-    axis.set_xlabel("candidate language (Y)")
-    axis.set_ylabel("query language (X)")
-    for i in range(len(langs)):
-        for j in range(len(langs)):
-            axis.text(
-                j,
-                i,
-                f"{values[i, j]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if values[i, j] < 0.6 else "black",
-            )
-    axis.set_title(f"X→Y mAP: {result['model']}", fontsize=9)
-    figure.colorbar(image, ax=axis, fraction=0.046)
-    figure.tight_layout()
-    figure.savefig(out)
-    plt.close(figure)
-    return out
-
-
 def write_outputs(result: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
@@ -286,8 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split-file", type=Path, help="JSON of article titles per split")
     parser.add_argument("--split", help="which split of --split-file to use (default: all articles)")
     parser.add_argument("--variant", choices=["fp32", "int8"], help="ONNX variant (default: the manifest's)")
-    parser.add_argument("--query-prefix", default="query: ", help="torch models only")
-    parser.add_argument("--passage-prefix", default="passage: ", help="torch models only")
+    parser.add_argument("--query-prefix", default=DEFAULT_QUERY_PREFIX, help="torch models only")
+    parser.add_argument("--passage-prefix", default=DEFAULT_PASSAGE_PREFIX, help="torch models only")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json/.md and the heatmap")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

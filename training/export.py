@@ -30,7 +30,9 @@ import onnx
 import torch
 
 from app.encoder import OnnxEncoder
+from app.jsonl import json_objects
 from app.manifest import MODEL_MANIFEST, ModelManifest, sha256_file, write_json_atomic
+from app.text import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX
 from training.lora import adapter_record, merge_adapter
 from training.model import LoadedEncoder, load_encoder, save_hf_folder
 
@@ -56,19 +58,15 @@ class GateSample:
     def from_files(
         cls, queries_file: Path, corpus_file: Path, query_lang: str, n_queries: int, n_passages: int
     ) -> GateSample:
-        queries = [r["query"] for r in _read_jsonl(queries_file) if r.get("lang") == query_lang][:n_queries]
-        passages = [r["text"] for r in _read_jsonl(corpus_file)]
+        records = json_objects(queries_file, ValueError, ("query", "lang"))
+        queries = [r["query"] for _, r in records if r["lang"] == query_lang][:n_queries]
+        passages = [r["text"] for _, r in json_objects(corpus_file, ValueError, ("text",))]
         # Take passages evenly across the file so every language of the corpus is in the sample.
         step = max(1, len(passages) // n_passages)
         passages = passages[::step][:n_passages]
         if not queries or not passages:
             raise ValueError(f"empty gate sample: {len(queries)} '{query_lang}' queries, {len(passages)} passages")
         return cls(queries, passages)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def export_fp32(loaded: LoadedEncoder, path: Path, opset: int = OPSET) -> None:
@@ -162,8 +160,8 @@ def export_model(
     source: str | Path,
     out: Path | None = None,
     name: str | None = None,
-    query_prefix: str = "query: ",
-    passage_prefix: str = "passage: ",
+    query_prefix: str = DEFAULT_QUERY_PREFIX,
+    passage_prefix: str = DEFAULT_PASSAGE_PREFIX,
     max_length: int | None = None,
     sample: GateSample | None = None,
     max_abs_diff: float = 1e-4,
@@ -244,8 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter", type=Path, help="peft LoRA adapter folder to merge into --model before export")
     parser.add_argument("--out", type=Path, help="model folder to write (default: --model when it is a folder)")
     parser.add_argument("--name", help="model name in the manifest (default: folder name)")
-    parser.add_argument("--query-prefix", default="query: ")
-    parser.add_argument("--passage-prefix", default="passage: ")
+    parser.add_argument("--query-prefix", default=DEFAULT_QUERY_PREFIX)
+    parser.add_argument("--passage-prefix", default=DEFAULT_PASSAGE_PREFIX)
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--max-abs-diff", type=float, default=1e-4)
     parser.add_argument("--min-top10-overlap", type=float, default=0.9)

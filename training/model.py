@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from app.text import model_input
+
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -46,7 +48,7 @@ class LoadedEncoder:
     ) -> dict[str, torch.Tensor]:
         # Strip: a trailing space would become a lone "▁" token in some tokenizers (see MEASURED.md).
         return self.tokenizer(
-            [prefix + text.strip() for text in texts],
+            [model_input(prefix, text) for text in texts],
             padding=True,
             truncation=True,
             max_length=min(max_length or self.max_length, self.max_length),

@@ -1,4 +1,4 @@
-"""Figures people would rather look at than read: the loss curve of a training run."""
+"""Figures people would rather look at than read: the loss curve of a training run, the X→Y mAP matrix."""
 
 from __future__ import annotations
 
@@ -31,6 +31,35 @@ def plot_loss_curve(metrics_path: Path, out: Path, title: str = "") -> Path:
     axis.set_title(title or metrics_path.parent.name)
     axis.grid(alpha=0.3)
     axis.legend()
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
+def plot_matrix(result: dict, out: Path) -> Path:
+    """The X→Y mAP matrix of an evaluation as a heatmap."""
+    langs = result["languages"]
+    values = np.array([[result["map_matrix"][x][y] for y in langs] for x in langs])
+    figure, axis = plt.subplots(figsize=(1.0 + 0.62 * len(langs), 0.6 + 0.55 * len(langs)), dpi=110)
+    image = axis.imshow(values, cmap="viridis", vmin=0, vmax=1)
+    axis.set_xticks(range(len(langs)), langs)
+    axis.set_yticks(range(len(langs)), langs)
+    axis.set_xlabel("candidate language (Y)")
+    axis.set_ylabel("query language (X)")
+    for i in range(len(langs)):
+        for j in range(len(langs)):
+            axis.text(
+                j,
+                i,
+                f"{values[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if values[i, j] < 0.6 else "black",
+            )
+    axis.set_title(f"X→Y mAP: {result['model']}", fontsize=9)
+    figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
     figure.savefig(out)
     plt.close(figure)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import get_engine, get_settings, require_read_key, require_write_key, wait_for
 from app.corpus import Document
-from app.errors import InvalidRequest, documented
-from app.limits import metadata_problem
+from app.errors import documented
 from app.schemas import DOCUMENT_ID_PATTERN, DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
 
 router = APIRouter(tags=["documents"])
@@ -27,21 +24,8 @@ PathId = Path(description="document id", pattern=DOCUMENT_ID_PATTERN)
 async def upsert_documents(body: UpsertRequest, request: Request) -> UpsertResponse:
     engine, settings = get_engine(request), get_settings(request)
     engine.require_writable()
-    if len(body.documents) > settings.max_documents_per_request:
-        raise InvalidRequest(
-            f"{len(body.documents)} documents in one request; the limit is {settings.max_documents_per_request}"
-        )
-    for i, document in enumerate(body.documents):
-        if problem := metadata_problem(document.metadata, settings.max_metadata_depth):
-            raise InvalidRequest(f"document {i} ({document.id!r}): {problem}")
-        size = len(json.dumps(document.metadata, ensure_ascii=False, separators=(",", ":")).encode())
-        if size > settings.max_metadata_bytes:
-            raise InvalidRequest(
-                f"document {i} ({document.id!r}): metadata is {size} bytes as JSON; "
-                f"the limit is {settings.max_metadata_bytes}"
-            )
     documents = [Document(d.id, d.text, d.lang, d.metadata) for d in body.documents]
-    encoded = await wait_for(engine.embed([d.text for d in documents], "passage", body.truncate), settings)
+    encoded = await wait_for(engine.embed_documents(documents, body.truncate), settings)
     seq = await run_in_threadpool(engine.upsert, documents, encoded)  # fsync: off the event loop
     metrics = request.app.state.metrics
     metrics.writes.labels("upsert").inc(len(documents))

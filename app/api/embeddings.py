@@ -9,17 +9,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
 from app.batcher import Encoded
-from app.errors import InvalidRequest, documented
+from app.errors import documented
 from app.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList, Usage
 
 router = APIRouter(tags=["embeddings"], dependencies=[Depends(require_read_key)])
-PASSAGE_SUFFIX = ":passage"
-
-
-def model_ids(served: str) -> dict[str, str]:
-    """The ids under which the served model is listed, by the prefix they apply: '<name>' embeds queries and
-    '<name>:passage' passages, so a client that cannot send input_type (LangChain) can still embed documents."""
-    return {"query": served, "passage": served + PASSAGE_SUFFIX}
 
 
 def _model_card(model_id: str, request: Request) -> ModelCard:
@@ -34,8 +27,7 @@ def _model_card(model_id: str, request: Request) -> ModelCard:
     responses=documented(401, 403, 503, openai=True),
 )
 def list_models(request: Request) -> ModelList:
-    served = get_engine(request).model_name
-    return ModelList(data=[_model_card(model_id, request) for model_id in model_ids(served).values()])
+    return ModelList(data=[_model_card(model_id, request) for model_id in get_engine(request).model_ids()])
 
 
 @router.get(
@@ -45,8 +37,7 @@ def list_models(request: Request) -> ModelList:
     responses=documented(401, 403, 404, 422, 503, openai=True),
 )
 def retrieve_model(model_id: str, request: Request) -> ModelCard:
-    served = get_engine(request).model_name
-    if model_id not in model_ids(served).values():
+    if model_id not in get_engine(request).model_ids():
         raise HTTPException(status_code=404, detail=f"model {model_id!r} is not served here")
     return _model_card(model_id, request)
 
@@ -58,29 +49,10 @@ def retrieve_model(model_id: str, request: Request) -> ModelCard:
     responses=documented(401, 403, 413, 422, 503, 504, openai=True, body=True),
 )
 async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsResponse:
-    engine, settings = get_engine(request), get_settings(request)
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts:
-        raise InvalidRequest("input must be a text or a non-empty list of texts")
-    if not all(isinstance(text, str) for text in texts):
-        raise InvalidRequest(
-            "token arrays are not supported: they are ids of OpenAI's tokenizer, not of this model's; send the "
-            "texts (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)"
-        )
-    if len(texts) > settings.max_batch_queries:
-        raise InvalidRequest(f"{len(texts)} inputs in one call; the limit is {settings.max_batch_queries}")
-    served = engine.model_name
-    kinds = {model_id: kind for kind, model_id in model_ids(served).items()}
-    if body.model not in kinds:
-        raise InvalidRequest(f"model {body.model!r} is not served here; this server serves {sorted(kinds)}")
-    kind = kinds[body.model]
-    if "input_type" in body.model_fields_set and body.input_type != kind and body.model != served:
-        raise InvalidRequest(f"model {body.model!r} embeds passages; input_type {body.input_type!r} contradicts it")
-    if "input_type" in body.model_fields_set:
-        kind = body.input_type
-    if body.dimensions is not None and body.dimensions != engine.embedding_dim:
-        raise InvalidRequest(f"dimensions must be {engine.embedding_dim} (this model does not shorten embeddings)")
-    encoded: Encoded = await wait_for(engine.embed(texts, kind, body.truncate), settings)  # type: ignore[arg-type]
+    engine = get_engine(request)
+    input_type = body.input_type if "input_type" in body.model_fields_set else None
+    future = engine.embed_inputs(body.input, body.model, input_type, body.dimensions, body.truncate)
+    encoded: Encoded = await wait_for(future, get_settings(request))
     data = [
         Embedding(
             index=i,
@@ -91,4 +63,6 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
         for i, vector in enumerate(encoded.embeddings)
     ]
     tokens = sum(encoded.token_counts)
-    return EmbeddingsResponse(data=data, model=served, usage=Usage(prompt_tokens=tokens, total_tokens=tokens))
+    return EmbeddingsResponse(
+        data=data, model=engine.model_name, usage=Usage(prompt_tokens=tokens, total_tokens=tokens)
+    )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
 from app.corpus import Group, Hit
-from app.errors import InvalidRequest, documented
+from app.errors import documented
 from app.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
@@ -79,8 +79,6 @@ async def search(body: SearchRequest, request: Request) -> SearchResponse:
 @router.post("/search/batch", response_model=BatchSearchResponse, summary="many queries in one call", responses=ERRORS)
 async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearchResponse:
     engine, settings, started = get_engine(request), get_settings(request), time.perf_counter()
-    if len(body.queries) > settings.max_batch_queries:
-        raise InvalidRequest(f"{len(body.queries)} queries in one call; the limit is {settings.max_batch_queries}")
     future = engine.search(body.queries, body.top_k, body.languages, body.filters, body.truncate, body.group_by)
     found_lists = await wait_for(future, settings)
     return BatchSearchResponse(
