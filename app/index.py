@@ -22,6 +22,7 @@ import numpy as np
 
 from app.corpus import Document, Group, Hit
 from app.errors import GroupingError, ReadOnlyIndex
+from app.jsonl import json_objects
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -295,14 +296,10 @@ class SearchIndex:
             vectors = faiss.read_index(str(folder / VECTORS_FILE))
         except RuntimeError as exc:
             raise ManifestError(f"{folder / VECTORS_FILE} is damaged: {str(exc).splitlines()[0]}") from exc
-        documents = []
-        with open(folder / DOCS_FILE, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                try:
-                    row = json.loads(line)
-                    documents.append(Document(row["id"], row["text"], row["lang"], row.get("metadata", {})))
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise ManifestError(f"{folder / DOCS_FILE} line {number} is damaged ({exc!r})") from exc
+        documents = [
+            Document(row["id"], row["text"], row["lang"], row.get("metadata", {}))
+            for _, row in json_objects(folder / DOCS_FILE, ManifestError, ("id", "text", "lang"))
+        ]
         return cls(vectors, documents, manifest)  # which checks that vectors and documents agree
 
 
