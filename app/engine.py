@@ -12,6 +12,8 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import faiss
+
 from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.collection import Collection
 from app.corpus import Document, Group, Hit
@@ -76,6 +78,8 @@ class SearchEngine:
     def load(self) -> None:
         try:
             settings = self.settings
+            if settings.faiss_threads:  # one search is a few ms at most: more threads only spin against the model's
+                faiss.omp_set_num_threads(settings.faiss_threads)
             manifest = load_model_manifest(settings.model_dir)
             self.encoder = OnnxEncoder(
                 settings.model_dir,

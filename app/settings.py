@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     runtime: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device; auto = CUDA if present")
     int8: bool | None = Field(None, description="serve the int8 model; unset = the model's gated default")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores")
+    faiss_threads: int = Field(1, ge=0, description="OpenMP threads of a FAISS search; 0 = FAISS's default (all cores)")
     max_query_chars: int = Field(2000, ge=1, description="longer queries are refused (422)")
     max_query_tokens: int = Field(512, ge=8, description="longer queries are refused (422), never truncated")
     max_top_k: int = Field(100, ge=1, description="largest top_k a request may ask for")
