@@ -37,7 +37,6 @@ class EngineStatus:
     model: str | None = None
     variant: str | None = None
     model_created_at: str = ""
-    embedding_dim: int | None = None
     providers: list[str] = field(default_factory=list)
     index_size: int | None = None
     languages: list[str] = field(default_factory=list)
@@ -137,7 +136,6 @@ class SearchEngine:
             model=encoder.manifest.name,
             variant=encoder.variant,
             model_created_at=encoder.manifest.created_at,
-            embedding_dim=encoder.dim,
             providers=list(encoder.providers),
             index_size=collection.size,
             languages=collection.languages,

@@ -145,13 +145,16 @@ class WriteAheadLog:
 
     def _open_current(self) -> list[dict]:
         records, valid_bytes = read_records(self.path)
-        # O_APPEND + one write() per record: a record is never interleaved with another.
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._open_append()
         if os.fstat(self._fd).st_size != valid_bytes:
             log.warning("dropping a partial last record in %s (a write never acknowledged)", self.path)
             os.ftruncate(self._fd, valid_bytes)
             os.fsync(self._fd)
         return records
+
+    def _open_append(self) -> None:
+        # O_APPEND + one write() per record: a record is never interleaved with another.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def append(self, record: dict) -> int:
         """Give the record the next sequence number, write it and fsync; return the sequence number."""
@@ -187,7 +190,7 @@ class WriteAheadLog:
         os.close(self._fd)
         self._fd = -1
         os.rename(self.path, self.path.with_name(f"{self.path.name}.{self.last_seq}"))
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._open_append()
         fsync_path(self.path.parent)
 
     def drop_through(self, seq: int) -> None:

@@ -15,9 +15,12 @@ from app.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelC
 router = APIRouter(tags=["embeddings"], dependencies=[Depends(require_read_key)])
 
 
-def _model_card(model_id: str, request: Request) -> ModelCard:
-    created = get_engine(request).status().model_created_at
-    return ModelCard(id=model_id, created=int(datetime.fromisoformat(created).timestamp()) if created else 0)
+def _model_cards(request: Request) -> dict[str, ModelCard]:
+    """The served model's cards by id (one status read per request, not one per card)."""
+    engine = get_engine(request)
+    created = engine.status().model_created_at
+    timestamp = int(datetime.fromisoformat(created).timestamp()) if created else 0
+    return {model_id: ModelCard(id=model_id, created=timestamp) for model_id in engine.model_ids()}
 
 
 @router.get(
@@ -27,7 +30,7 @@ def _model_card(model_id: str, request: Request) -> ModelCard:
     responses=documented(401, 403, 503, openai=True),
 )
 def list_models(request: Request) -> ModelList:
-    return ModelList(data=[_model_card(model_id, request) for model_id in get_engine(request).model_ids()])
+    return ModelList(data=list(_model_cards(request).values()))
 
 
 @router.get(
@@ -37,9 +40,10 @@ def list_models(request: Request) -> ModelList:
     responses=documented(401, 403, 404, 422, 503, openai=True),
 )
 def retrieve_model(model_id: str, request: Request) -> ModelCard:
-    if model_id not in get_engine(request).model_ids():
+    cards = _model_cards(request)
+    if model_id not in cards:
         raise HTTPException(status_code=404, detail=f"model {model_id!r} is not served here")
-    return _model_card(model_id, request)
+    return cards[model_id]
 
 
 @router.post(
