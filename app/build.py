@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from app.corpus import Document
 from app.encoder import OnnxEncoder
-from app.index import IndexType, SearchIndex, new_faiss_index
 from app.manifest import IndexManifest
+from app.stores.embedded.index import IndexType, SearchIndex, new_faiss_index
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,8 @@
-"""Command line: build an index from a JSONL corpus, or serve.
+"""Command line: build an index from a JSONL corpus, copy an embedded index into Milvus, or serve.
 
 polyglot-search index --corpus data/demo/corpus.jsonl --out indexes/demo     # or: python -m app.cli index ...
+polyglot-search index --corpus data/demo/corpus.jsonl --store milvus         # into SEARCH_MILVUS_URI, resumable
+polyglot-search copy --from indexes/demo                                     # an embedded index into Milvus
 polyglot-search serve
 """
 
@@ -11,25 +13,35 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
 
 from app.build import build_index
-from app.collection import wal_path
-from app.corpus import CorpusError, read_corpus
+from app.corpus import CorpusError, Document, read_corpus
 from app.encoder import OnnxEncoder, choose_variant
+from app.errors import ServiceError
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.settings import Settings
-from app.wal import WriteAheadLog
+from app.stores.embedded.collection import wal_path
+from app.stores.embedded.wal import WriteAheadLog
+
+if TYPE_CHECKING:
+    from app.stores.milvus import MilvusStore
 
 
 def index_command(args: argparse.Namespace, settings: Settings) -> None:
     model_dir = args.model_dir or settings.model_dir
-    out = args.out or settings.index_dir
     manifest = load_model_manifest(model_dir)
     variant = choose_variant(manifest, settings.int8 if args.int8 is None else args.int8)
     encoder = OnnxEncoder(model_dir, variant, settings.runtime, settings.intra_op_threads, manifest)
     documents = list(read_corpus(args.corpus))
     if not documents:
         raise CorpusError(f"{args.corpus} holds no documents")
+    if (args.store or settings.store) == "milvus":
+        milvus_index_command(args, settings, encoder, documents)
+        return
+    out = args.out or settings.index_dir
     log = _claim_write_log(out, args.discard_writes)
     started = time.perf_counter()
     index = build_index(
@@ -43,6 +55,86 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
     print(
         f"indexed {index.size} documents in {len(index.languages)} languages with {manifest.name} ({variant}) "
         f"in {time.perf_counter() - started:.1f} s -> {out} ({size_mb:.1f} MiB, {args.index_type})"
+    )
+
+
+def _milvus_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    overrides = {"milvus_uri": args.milvus_uri, "milvus_collection": args.collection}
+    return settings.model_copy(update={key: value for key, value in overrides.items() if value})
+
+
+def milvus_index_command(
+    args: argparse.Namespace, settings: Settings, encoder: OnnxEncoder, documents: list[Document]
+) -> None:
+    """Encode the corpus into Milvus in batches; documents whose ids the collection holds are skipped, so an
+    interrupted run picks up where it stopped (``--discard-writes`` drops the collection and starts over)."""
+    from app.stores.milvus import CollectionIdentity, connect_milvus
+
+    settings = _milvus_settings(args, settings)
+    identity = CollectionIdentity.of_model(encoder.manifest, encoder.variant)
+    started = time.perf_counter()
+    store = connect_milvus(settings, identity)
+    try:
+        if args.discard_writes:
+            store.drop()
+            store.open(identity, settings.milvus_index_type)
+        todo = _missing(store, documents)
+        with tqdm(total=len(documents), initial=len(documents) - len(todo), unit="doc", desc="index") as bar:
+            for start in range(0, len(todo), args.batch_size * 8):
+                batch = todo[start : start + args.batch_size * 8]
+                embeddings = encoder.encode([d.text for d in batch], "passage", args.batch_size, progress=False)
+                store.upsert(batch, embeddings)
+                bar.update(len(batch))
+        size = store.size
+    finally:
+        store.close()
+    print(
+        f"indexed {len(todo)} new documents ({len(documents) - len(todo)} already there) with "
+        f"{encoder.manifest.name} ({encoder.variant}) in {time.perf_counter() - started:.1f} s -> Milvus "
+        f"{settings.milvus_uri} collection {settings.milvus_collection} ({size} documents)"
+    )
+
+
+def _missing(store: MilvusStore, documents: list[Document], batch: int = 1000) -> list[Document]:
+    """The documents whose ids the collection does not hold yet, in corpus order."""
+    present: set[str] = set()
+    for start in range(0, len(documents), batch):
+        present |= store.present([d.id for d in documents[start : start + batch]])
+    return [d for d in documents if d.id not in present]
+
+
+def copy_command(args: argparse.Namespace, settings: Settings) -> None:
+    """Copy an embedded index (its snapshot and the writes in its log) into Milvus, vectors as they are: no
+    re-encoding. Ids already in the collection are skipped, so an interrupted copy resumes."""
+    from app.stores.embedded.collection import Collection
+    from app.stores.milvus import CollectionIdentity, connect_milvus
+
+    settings = _milvus_settings(args, settings)
+    source = Collection(args.source, snapshot_every=10**9)  # replays the source's log
+    try:
+        vectors, documents, manifest = source.index.snapshot_copy()
+    finally:
+        source.close()  # folds the logged writes into a snapshot when the index is writable
+    identity = CollectionIdentity(
+        manifest.model_name, manifest.model_fingerprint, manifest.model_variant, manifest.embedding_dim
+    )
+    started = time.perf_counter()
+    store = connect_milvus(settings, identity)
+    try:
+        todo = {d.id for d in _missing(store, documents)}
+        rows = [i for i, d in enumerate(documents) if d.id in todo]
+        with tqdm(total=len(documents), initial=len(documents) - len(rows), unit="doc", desc="copy") as bar:
+            for start in range(0, len(rows), args.batch_size):
+                chunk = rows[start : start + args.batch_size]
+                store.upsert([documents[i] for i in chunk], vectors.reconstruct_batch(chunk))
+                bar.update(len(chunk))
+        size = store.size
+    finally:
+        store.close()
+    print(
+        f"copied {len(rows)} documents ({len(documents) - len(rows)} already there) from {args.source} in "
+        f"{time.perf_counter() - started:.1f} s -> Milvus {settings.milvus_uri} collection "
+        f"{settings.milvus_collection} ({size} documents)"
     )
 
 
@@ -99,6 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     index.add_argument("--index-type", choices=["flat", "hnsw"], default="flat", help="flat = exact search")
     index.add_argument("--batch-size", type=int, default=32)
     index.add_argument(
+        "--store",
+        choices=["faiss", "milvus"],
+        help="build a FAISS index folder or fill a Milvus collection (default: SEARCH_STORE)",
+    )
+    index.add_argument(
         "--int8",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -107,8 +204,15 @@ def main(argv: list[str] | None = None) -> None:
     index.add_argument(
         "--discard-writes",
         action="store_true",
-        help="rebuild even though the index took writes through the documents API (they are not in the corpus)",
+        help="rebuild even though the index took writes through the documents API (they are not in the corpus); "
+        "with Milvus: drop the collection and start over",
     )
+    copy = commands.add_parser("copy", help="copy an embedded FAISS index into Milvus (no re-encoding)")
+    copy.add_argument("--from", dest="source", type=Path, required=True, help="the index folder to copy")
+    copy.add_argument("--batch-size", type=int, default=512)
+    for command in (index, copy):
+        command.add_argument("--milvus-uri", help="Milvus Lite file or http://host:19530 (default: SEARCH_MILVUS_URI)")
+        command.add_argument("--collection", help="Milvus collection (default: SEARCH_MILVUS_COLLECTION)")
     commands.add_parser("serve", help="serve the API (settings from SEARCH_* environment variables)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -117,9 +221,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "index":
             index_command(args, settings)
+        elif args.command == "copy":
+            copy_command(args, settings)
         else:
             serve(settings)
-    except (ManifestError, CorpusError, FileNotFoundError) as exc:
+    except (ManifestError, CorpusError, FileNotFoundError, ServiceError) as exc:
         sys.exit(f"error: {exc}")
 
 

@@ -1,4 +1,4 @@
-"""The search engine: model, batcher and collection, loaded once and checked against each other; no HTTP here.
+"""The search engine: model, batcher and store, loaded once and checked against each other; no HTTP here.
 
 Methods that encode return a ``concurrent.futures.Future`` (the work runs on the batcher's thread); the HTTP
 layer awaits it with the request timeout.
@@ -9,20 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import faiss
 
 from app.batcher import BatchStats, EncodeBatcher, Encoded
-from app.collection import Collection
 from app.corpus import Document, Group, Hit
 from app.encoder import OnnxEncoder, TextKind, choose_variant
-from app.errors import InvalidRequest, NotReady
+from app.errors import InvalidRequest, NotReady, ServiceError
 from app.limits import metadata_problem
-from app.manifest import ManifestError, load_index_manifest, load_model_manifest
+from app.manifest import load_model_manifest
 from app.metrics import Metrics
 from app.settings import Settings
+from app.stores import Store, check_store, open_store
 
 log = logging.getLogger(__name__)
 PASSAGE_SUFFIX = ":passage"  # the model id that embeds with the passage prefix
@@ -38,6 +39,7 @@ class EngineStatus:
     variant: str | None = None
     model_created_at: str = ""
     providers: list[str] = field(default_factory=list)
+    store: str = ""
     index_size: int | None = None
     languages: list[str] = field(default_factory=list)
     group_fields: list[str] = field(default_factory=list)
@@ -55,24 +57,22 @@ class SearchEngine:
         self.settings = settings
         self.metrics = metrics
         self.encoder: OnnxEncoder | None = None
-        self.collection: Collection | None = None
+        self.store: Store | None = None
+        self._store_calls: ThreadPoolExecutor | None = None  # a remote store's searches, off the batcher's thread
         self.batcher: EncodeBatcher | None = None
         self.error: str | None = None
         self._loaded = threading.Event()
 
     def check(self) -> None:
-        """Cheap start-up checks (manifests only) so a wrong path or model/index mismatch fails at once."""
+        """Cheap start-up checks so a wrong path or a model/store mismatch fails at once (FAISS: the manifests;
+        Milvus: the store is opened here, its collection created when missing)."""
         model = load_model_manifest(self.settings.model_dir)
-        index = load_index_manifest(self.settings.index_dir)
-        if index.model_fingerprint != model.fingerprint:
-            raise ManifestError(
-                f"index {self.settings.index_dir} was built by model '{index.model_name}' "
-                f"(fingerprint {index.model_fingerprint[:12]}), but the service loads '{model.name}' from "
-                f"{self.settings.model_dir} (fingerprint {model.fingerprint[:12]}); rebuild the index with this model"
-            )
         variant = choose_variant(model, self.settings.int8)
-        if variant != index.model_variant:
-            log.warning("index was encoded with %s, queries use %s", index.model_variant, variant)
+        encoded_with = check_store(self.settings, model)
+        if encoded_with and variant != encoded_with:
+            log.warning("index was encoded with %s, queries use %s", encoded_with, variant)
+        if self.settings.store == "milvus":
+            self.store = open_store(self.settings, model, variant)
 
     def load(self) -> None:
         try:
@@ -88,7 +88,10 @@ class SearchEngine:
                 manifest,
                 spin_threads=settings.spin_threads,
             )
-            self.collection = Collection(settings.index_dir, settings.snapshot_every)
+            if self.store is None:
+                self.store = open_store(settings, manifest, self.encoder.variant)
+            if self.store.remote:
+                self._store_calls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
             self._warm_up()
             self.batcher = EncodeBatcher(
                 self.encoder,
@@ -102,7 +105,13 @@ class SearchEngine:
                 max_request_tokens=settings.max_request_tokens,
             )
             self._loaded.set()
-            log.info("ready: %d documents, model %s (%s)", self.collection.size, manifest.name, self.encoder.variant)
+            log.info(
+                "ready: %d documents (%s store), model %s (%s)",
+                self.store.size,
+                settings.store,
+                manifest.name,
+                self.encoder.variant,
+            )
         except Exception as exc:  # reported by /ready; the process stays up to say why
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("loading failed")
@@ -122,28 +131,33 @@ class SearchEngine:
     def ready(self) -> bool:
         return self._loaded.is_set()
 
-    def _parts(self) -> tuple[OnnxEncoder, Collection, EncodeBatcher]:
-        if not self.ready or self.encoder is None or self.collection is None or self.batcher is None:
+    def _parts(self) -> tuple[OnnxEncoder, Store, EncodeBatcher]:
+        if not self.ready or self.encoder is None or self.store is None or self.batcher is None:
             raise NotReady(self.error or "model and index are still loading")
-        return self.encoder, self.collection, self.batcher
+        return self.encoder, self.store, self.batcher
 
     def status(self) -> EngineStatus:
-        if not self.ready or self.encoder is None or self.collection is None or self.batcher is None:
+        if not self.ready or self.encoder is None or self.store is None or self.batcher is None:
             return EngineStatus(ready=False, error=self.error)
-        encoder, collection, batcher = self.encoder, self.collection, self.batcher
+        encoder, store, batcher = self.encoder, self.store, self.batcher
+        try:
+            health, size, languages, group_fields = store.health(), store.size, store.languages, store.group_fields
+        except ServiceError as exc:  # a Milvus server that does not answer: not ready, and why
+            return EngineStatus(ready=False, error=str(exc), model=encoder.manifest.name, store=self.settings.store)
         return EngineStatus(
             ready=True,
             model=encoder.manifest.name,
             variant=encoder.variant,
             model_created_at=encoder.manifest.created_at,
             providers=list(encoder.providers),
-            index_size=collection.size,
-            languages=collection.languages,
-            group_fields=collection.group_fields,
-            writable=collection.writable,
-            snapshot_error=collection.snapshot_error,
-            snapshot_failures=collection.snapshot_failures,
-            recovered_from=collection.recovered_from,
+            store=self.settings.store,
+            index_size=size,
+            languages=languages,
+            group_fields=group_fields,
+            writable=health.writable,
+            snapshot_error=health.snapshot_error,
+            snapshot_failures=health.snapshot_failures,
+            recovered_from=health.recovered_from,
             queue_depth=batcher.depth,
             cache_hits=batcher.cache.hits,
             cache_misses=batcher.cache.misses,
@@ -175,26 +189,30 @@ class SearchEngine:
         group_by: str | None = None,
     ) -> Future:
         """Future of one hit list per query; with ``group_by``, of one list of ``top_k`` groups per query."""
-        _, collection, batcher = self._parts()
+        _, store, batcher = self._parts()
         limits = self.settings
         self._check_count(queries, limits.max_batch_queries, "queries")
         if not 1 <= top_k <= limits.max_top_k:
             raise InvalidRequest(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}")
         self._check_texts(queries, limits.max_query_chars, "query")
         if languages is not None:
-            unknown = sorted(set(languages) - set(collection.languages))
+            known = store.languages
+            unknown = sorted(set(languages) - set(known))
             if unknown:
-                raise InvalidRequest(f"unknown language(s) {unknown}; the index has {collection.languages}")
+                raise InvalidRequest(f"unknown language(s) {unknown}; the index has {known}")
         wanted = sorted(set(languages)) if languages else None
         if group_by is not None:
-            collection.check_group_field(group_by)  # 422 before any encoding
+            store.check_group_field(group_by)  # 422 before any encoding
 
         def find(encoded: Encoded) -> list[list[Hit]] | list[list[Group]]:
             if group_by is not None:
-                return collection.search_grouped(encoded.embeddings, top_k, group_by, wanted, filters)
-            return collection.search(encoded.embeddings, top_k, wanted, filters)
+                return store.search_grouped(encoded.embeddings, top_k, group_by, wanted, filters)
+            return store.search(encoded.embeddings, top_k, wanted, filters)
 
-        return batcher.submit(queries, "query", self.max_query_tokens(), truncate, then=find)
+        if self._store_calls is None:  # an in-process search takes ~1 ms: on the batcher's thread, no hop
+            return batcher.submit(queries, "query", self.max_query_tokens(), truncate, then=find)
+        encoded = batcher.submit(queries, "query", self.max_query_tokens(), truncate)
+        return _then_on(self._store_calls, encoded, find)
 
     def model_ids(self) -> dict[str, TextKind]:
         """The ids the served model answers to, with the prefix each applies: '<name>' embeds queries and
@@ -265,23 +283,45 @@ class SearchEngine:
             if len(text) > max_chars:
                 raise InvalidRequest(f"{what} {i} is {len(text)} characters long; the limit is {max_chars}")
 
-    def upsert(self, documents: list[Document], encoded: Encoded) -> int:
-        _, collection, _ = self._parts()
-        return collection.upsert(documents, encoded.embeddings)
+    def upsert(self, documents: list[Document], encoded: Encoded) -> int | None:
+        _, store, _ = self._parts()
+        return store.upsert(documents, encoded.embeddings)
 
     def delete(self, doc_id: str) -> bool:
-        _, collection, _ = self._parts()
-        return bool(collection.delete([doc_id]))
+        _, store, _ = self._parts()
+        return bool(store.delete([doc_id]))
 
     def size(self) -> int:
         return self._parts()[1].size
 
     def get(self, doc_id: str) -> Document | None:
-        _, collection, _ = self._parts()
-        return collection.get(doc_id)
+        _, store, _ = self._parts()
+        return store.get(doc_id)
 
     def close(self) -> None:
         if self.batcher is not None:
             self.batcher.close()
-        if self.collection is not None:
-            self.collection.close()
+        if self._store_calls is not None:
+            self._store_calls.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()
+
+
+def _then_on(executor: ThreadPoolExecutor, future: Future, then: Callable) -> Future:
+    """A future of ``then(future's result)``, run on ``executor`` once ``future`` is done (errors pass through)."""
+    chained: Future = Future()
+
+    def run(result: object) -> None:
+        try:
+            chained.set_result(then(result))
+        except BaseException as exc:
+            chained.set_exception(exc)
+
+    def done(finished: Future) -> None:
+        if finished.exception() is not None:
+            chained.set_exception(finished.exception())
+        else:
+            executor.submit(run, finished.result())
+
+    future.add_done_callback(done)
+    return chained

@@ -57,6 +57,12 @@ class WalBroken(ServiceError, OSError):
     status = 503
 
 
+class StoreUnavailable(ServiceError, RuntimeError):
+    """The search store (a Milvus server) did not answer or refused the call; retry, or see its logs."""
+
+    status = 503
+
+
 class StorageFull(ServiceError, RuntimeError):
     """The disk under the log is full: the write was not made (nothing of it is logged or applied)."""
 
@@ -92,7 +98,8 @@ STATUS_MEANING = {
     413: "the body is over SEARCH_MAX_BODY_BYTES, or the request would encode more than SEARCH_MAX_REQUEST_TOKENS",
     422: "the request is invalid (the message says why)",
     431: "the request line and headers are over SEARCH_MAX_HEADER_BYTES or SEARCH_MAX_HEADERS",
-    503: "not ready, overloaded (retry after Retry-After), or the log refuses writes until a restart",
+    503: "not ready, overloaded (retry after Retry-After), the log refuses writes until a restart, or the Milvus "
+    "store did not answer",
     504: "not answered within SEARCH_REQUEST_TIMEOUT_S",
     507: "the index's disk is full: the write was not made",
 }

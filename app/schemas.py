@@ -206,7 +206,9 @@ class UpsertResponse(BaseModel):
     upserted: int
     ids: list[str]
     index_size: int
-    log_seq: int = Field(description="write-ahead-log record that made the write durable")
+    log_seq: int | None = Field(
+        description="write-ahead-log record that made the write durable (embedded store; null with Milvus)"
+    )
 
 
 class DocumentOut(BaseModel):
@@ -230,6 +232,7 @@ class Readiness(BaseModel):
     model: str | None = None
     variant: str | None = None
     providers: list[str] = Field(default_factory=list)
+    store: str = Field("", description="where the documents live: faiss (embedded) or milvus")
     index_size: int | None = None
     languages: list[str] = Field(default_factory=list)
     group_fields: list[str] = Field(default_factory=list, description="metadata fields that group_by accepts")

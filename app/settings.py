@@ -17,7 +17,27 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEARCH_", env_file=".env", extra="ignore", protected_namespaces=())
 
     model_dir: Path = Field(Path("models/multilingual-e5-small-hybrid"), description="model folder with manifest.json")
+    store: Literal["faiss", "milvus"] = Field(
+        "faiss", description="where the documents live: the embedded FAISS index, or a Milvus collection"
+    )
     index_dir: Path = Field(Path("indexes/demo"), description="index folder built by `python -m app.cli index`")
+    milvus_uri: str = Field(
+        "indexes/milvus.db", description="with store=milvus: a local file path (Milvus Lite) or http://host:19530"
+    )
+    milvus_token: str = Field("", description="with store=milvus: 'user:password' or an API key; empty = none")
+    milvus_db: str = Field("", description="with store=milvus: the Milvus database; empty = the default one")
+    milvus_collection: str = Field(
+        "passages", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$", description="with store=milvus: the collection"
+    )
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Strong", description="with store=milvus: what a search sees of recent writes (Strong: every acknowledged one)"
+    )
+    milvus_index_type: Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"] = Field(
+        "FLAT", description="with store=milvus: vector index of a new collection (FLAT = exact; HNSW needs a server)"
+    )
+    milvus_timeout_s: float = Field(
+        10.0, gt=0, description="with store=milvus: a Milvus call not done after this many seconds gets 503"
+    )
     runtime: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device; auto = CUDA if present")
     int8: bool | None = Field(None, description="serve the int8 model; unset = the model's gated default")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores")

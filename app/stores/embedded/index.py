@@ -24,22 +24,12 @@ from app.corpus import Document, Group, Hit
 from app.errors import GroupingError, ReadOnlyIndex
 from app.jsonl import json_objects
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
+from app.stores.base import filter_key, is_scalar, top_groups
 
 log = logging.getLogger(__name__)
 
 IndexType = Literal["flat", "hnsw"]
 VECTORS_FILE, DOCS_FILE = "index.faiss", "docs.jsonl"
-
-
-def _group_hits(hits: list[Hit], group_by: str) -> list[Group]:
-    """Hits (best first) -> groups in order of their best member; no field -> a group of one, keyed by id."""
-    groups: dict[tuple[str, object], list[Hit]] = {}
-    for hit in hits:
-        metadata = hit.document.metadata
-        # the value's identity is the one filters use; a document without the field is keyed by its id
-        key = ("value", _filter_key(group_by, metadata[group_by])) if group_by in metadata else ("id", hit.document.id)
-        groups.setdefault(key, []).append(hit)
-    return [Group(members[0].document.metadata.get(group_by), members) for members in groups.values()]
 
 
 def new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:
@@ -52,14 +42,6 @@ def new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.
 
 
 HNSW_READ_ONLY = "an HNSW index cannot delete or replace documents; rebuild it with --index-type flat"
-
-
-def _filter_key(field_name: str, value: object) -> tuple[str, str]:
-    return field_name, json.dumps(value, sort_keys=True)
-
-
-def _is_scalar(value: object) -> bool:
-    return isinstance(value, str | int | float | bool)
 
 
 class SearchIndex:
@@ -99,7 +81,7 @@ class SearchIndex:
         for key in self._filter_keys(document):
             self._postings.setdefault(key, set()).add(slot)
         for name, value in document.metadata.items():
-            self._field_count[_is_scalar(value)][name] += 1
+            self._field_count[is_scalar(value)][name] += 1
 
     def _forget(self, slot: int) -> None:
         document = self._docs.pop(slot)
@@ -108,7 +90,7 @@ class SearchIndex:
         for key in self._filter_keys(document):
             self._discard(self._postings, key, slot)
         for name, value in document.metadata.items():
-            counts = self._field_count[_is_scalar(value)]
+            counts = self._field_count[is_scalar(value)]
             counts[name] -= 1
             if not counts[name]:
                 del counts[name]
@@ -121,7 +103,7 @@ class SearchIndex:
 
     @staticmethod
     def _filter_keys(document: Document) -> list[tuple[str, str]]:
-        return [_filter_key(k, v) for k, v in document.metadata.items() if _is_scalar(v)]
+        return [filter_key(k, v) for k, v in document.metadata.items() if is_scalar(v)]
 
     @property
     def size(self) -> int:
@@ -149,7 +131,7 @@ class SearchIndex:
         if languages is not None:
             allowed = set().union(*(self._lang_slots.get(lang, set()) for lang in languages))
         for field_name, value in (filters or {}).items():
-            matching = self._postings.get(_filter_key(field_name, value), set())
+            matching = self._postings.get(filter_key(field_name, value), set())
             allowed = matching if allowed is None else allowed & matching
         return allowed
 
@@ -203,27 +185,15 @@ class SearchIndex:
         filters: dict | None = None,
         first_fetch: int = 0,
     ) -> list[list[Group]]:
-        """The ``top_k`` groups with the highest best-member score among all allowed documents, exactly.
-
-        Walking hits best first, groups appear in the order of their best member, so once ``top_k`` distinct
-        groups have appeared they are the answer. Candidates are fetched in rounds (``first_fetch``, default
-        10 x top_k, doubling) until every query has its groups or the allowed documents are exhausted.
-        """
+        """The ``top_k`` groups among the allowed documents, exactly (see ``top_groups``)."""
         self.check_group_field(group_by)
         allowed = self._allowed_slots(languages, filters)
         available = self.size if allowed is None else len(allowed)
-        fetch = min(available, max(first_fetch or 10 * top_k, top_k))
-        results: list[list[Group] | None] = [None] * len(queries)
-        while True:
-            pending = [i for i, groups in enumerate(results) if groups is None]
-            hit_lists = self._search_among(queries[pending], fetch, allowed)
-            for i, hits in zip(pending, hit_lists, strict=True):
-                groups = _group_hits(hits, group_by)
-                if len(groups) >= top_k or fetch >= available:
-                    results[i] = groups[:top_k]
-            if fetch >= available or all(groups is not None for groups in results):
-                return [groups or [] for groups in results]
-            fetch = min(available, fetch * 2)
+
+        def search(rows: np.ndarray, fetch: int) -> list[list[Hit]]:
+            return self._search_among(rows, fetch, allowed)
+
+        return top_groups(search, queries, top_k, group_by, available, first_fetch)
 
     def upsert(self, documents: list[Document], embeddings: np.ndarray) -> None:
         """Add documents; a document whose id exists replaces the old one (text, metadata and vector)."""

@@ -24,9 +24,10 @@ import numpy as np
 
 from app.corpus import Document, Group, Hit
 from app.errors import ReadOnlyIndex, StorageFull
-from app.index import HNSW_READ_ONLY, SearchIndex, point_link, version_folders, write_version
 from app.manifest import ManifestError
-from app.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_log
+from app.stores.base import Store, StoreHealth
+from app.stores.embedded.index import HNSW_READ_ONLY, SearchIndex, point_link, version_folders, write_version
+from app.stores.embedded.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_log
 
 log = logging.getLogger(__name__)
 MAX_SNAPSHOT_BACKOFF_S = 300.0
@@ -48,7 +49,9 @@ def wal_path(index_dir: Path) -> Path:
     return Path(index_dir).parent / f"{Path(index_dir).name}.wal"
 
 
-class Collection:
+class Collection(Store):
+    """The embedded store: a FAISS ``SearchIndex`` in this process, its write-ahead log and snapshots."""
+
     def __init__(self, index_dir: Path, snapshot_every: int = 1000) -> None:
         self.index_dir = Path(index_dir)
         self.snapshot_every = snapshot_every
@@ -215,6 +218,15 @@ class Collection:
         if self.wal is None:
             raise ReadOnlyIndex(f"this index takes no writes: {self.read_only_reason}")
         return self.wal
+
+    def health(self) -> StoreHealth:
+        return StoreHealth(
+            writable=self.writable,
+            read_only_reason=self.read_only_reason,
+            snapshot_error=self.snapshot_error,
+            snapshot_failures=self.snapshot_failures,
+            recovered_from=self.recovered_from,
+        )
 
     def _after_write(self) -> None:
         self._writes_since_snapshot += 1

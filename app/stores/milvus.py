@@ -1,0 +1,435 @@
+"""The Milvus store: documents and vectors in a Milvus collection; this process holds no data.
+
+The same ``MilvusClient`` code talks to Milvus Lite (``uri`` a local ``*.db`` file: Milvus's C++ core as a child
+process, one process per file), Milvus Standalone and Milvus Distributed (``uri`` ``http://host:19530``). A write
+is acknowledged once Milvus has accepted it (written to its log); with ``Strong`` consistency, the default, every
+search after that sees it.
+
+Collection ``<name>``: ``id`` (VARCHAR primary key), ``vector`` (FLOAT_VECTOR, the model's dimension, inner
+product), ``text``, ``lang`` and ``metadata`` (JSON). Its description records the model that embedded it, checked
+at start-up the way the FAISS index manifest is. Beside it ``<name>_catalog`` lists the languages and metadata
+fields ever written (Milvus has no DISTINCT), so that every API replica can validate ``languages`` and
+``group_by``; it only grows (a language whose last document was deleted stays listed, and finds nothing).
+
+Filters become Milvus expressions built from escaped literals only (Milvus Lite 2.5 has no expression templates):
+strings are quoted with ``\\`` and ``"`` escaped; a value Milvus's grammar cannot hold (a line break, an integer
+beyond 64 bits, a non-finite number) is refused with 422, never pasted in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.corpus import Document, Group, Hit
+from app.errors import GroupingError, InvalidRequest, StoreUnavailable
+from app.manifest import ManifestError, ModelManifest
+from app.settings import Settings
+from app.stores.base import Store, StoreHealth, is_scalar, top_groups
+
+log = logging.getLogger(__name__)
+
+MAX_ID_BYTES, MAX_TEXT_BYTES, MAX_LANG_BYTES = 1024, 65535, 64
+MAX_TOP_K = 16384  # Milvus's limit on one search's results
+CATALOG_SUFFIX = "_catalog"
+CATALOG_TTL_S = 2.0  # how stale another replica's new language or field may be here
+OUTPUT_FIELDS = ["text", "lang", "metadata"]
+INVALID_PARAMETER = 1100  # Milvus's error code for a request it cannot parse
+
+
+@dataclass(frozen=True)
+class CollectionIdentity:
+    """What the collection's description records: the model whose passage embeddings it holds."""
+
+    model_name: str
+    model_fingerprint: str
+    model_variant: str
+    embedding_dim: int
+    created_by: str = "polyglot-search"
+
+    @classmethod
+    def of_model(cls, model: ModelManifest, variant: str) -> CollectionIdentity:
+        return cls(model.name, model.fingerprint, variant, model.embedding_dim)
+
+    def describe(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def parse(cls, description: str, collection: str) -> CollectionIdentity:
+        try:
+            fields = json.loads(description)
+            return cls(**fields)
+        except (ValueError, TypeError) as exc:
+            raise ManifestError(
+                f"Milvus collection {collection!r} was not made by polyglot-search (its description is "
+                f"{description[:80]!r}); choose another SEARCH_MILVUS_COLLECTION"
+            ) from exc
+
+
+def milvus_literal(value: object) -> str:
+    """``value`` as a Milvus expression literal; InvalidRequest for what the grammar cannot hold."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InvalidRequest(f"filter value {value} does not fit a 64-bit integer")
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRequest(f"filter value {value} is not a finite number")
+        return repr(value)
+    if isinstance(value, str):
+        if "\n" in value or "\r" in value:
+            raise InvalidRequest("a filter field or value holds a line break, which a Milvus expression cannot")
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise InvalidRequest(f"filter values must be strings, numbers or booleans, not {type(value).__name__}")
+
+
+def filter_expression(languages: list[str] | None, filters: dict | None) -> str:
+    """The Milvus boolean expression for a search's languages and metadata filters ('' = everything)."""
+    parts = []
+    if languages:
+        parts.append(f"lang in [{', '.join(milvus_literal(lang) for lang in languages)}]")
+    for name, value in (filters or {}).items():
+        parts.append(f"metadata[{milvus_literal(name)}] == {milvus_literal(value)}")
+    return " and ".join(parts)
+
+
+def is_lite(uri: str) -> bool:
+    return re.match(r"^(https?|tcp|grpc|unix)://", uri) is None
+
+
+class MilvusStore(Store):
+    remote = True
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str = "passages",
+        token: str = "",
+        db_name: str = "",
+        consistency: str = "Strong",
+        timeout_s: float = 10.0,
+    ) -> None:
+        from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
+
+        self._milvus_error = MilvusException
+        self.uri, self.collection, self.catalog = uri, collection, collection + CATALOG_SUFFIX
+        self.consistency, self.timeout_s = consistency, timeout_s
+        if is_lite(uri):
+            path = Path(uri)
+            if path.suffix != ".db":
+                raise ManifestError(f"SEARCH_MILVUS_URI {uri!r}: a Milvus Lite file must end in .db")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client = MilvusClient(uri=uri, token=token, db_name=db_name, timeout=timeout_s)
+        except MilvusException as exc:
+            hint = (
+                " (a Milvus Lite file is open in one process at a time: is a server or an index build using it?)"
+                if is_lite(uri)
+                else ""
+            )
+            raise StoreUnavailable(f"cannot connect to Milvus at {uri}: {exc.message}{hint}") from exc
+        self.identity: CollectionIdentity | None = None
+        self.index_type = "FLAT"
+        self._catalog_lock = threading.Lock()
+        self._catalog_keys: set[str] = set()
+        self._catalog_read_at = -math.inf
+
+    # --- the collection and its identity -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _calls(self, what: str) -> Iterator[None]:
+        """Milvus's errors as ours: a request it cannot parse is 422, anything else (down, timeout) is 503."""
+        try:
+            yield
+        except self._milvus_error as exc:
+            if exc.code == INVALID_PARAMETER:
+                raise InvalidRequest(f"Milvus refused the {what}: {exc.message}") from exc
+            raise StoreUnavailable(f"Milvus did not complete the {what}: {exc.message}") from exc
+
+    def exists(self) -> bool:
+        with self._calls("collection lookup"):
+            return self.client.has_collection(self.collection, timeout=self.timeout_s)
+
+    def read_identity(self) -> CollectionIdentity:
+        with self._calls("collection lookup"):
+            description = self.client.describe_collection(self.collection, timeout=self.timeout_s)["description"]
+        return CollectionIdentity.parse(description, self.collection)
+
+    def open(self, identity: CollectionIdentity, index_type: str = "FLAT", create: bool = True) -> None:
+        """Use the collection, created for ``identity`` when missing (and ``create``); refuse one made by another
+        model, as the FAISS index manifest is refused."""
+        from pymilvus import DataType, MilvusClient
+
+        if not self.exists():
+            if not create:
+                raise ManifestError(f"Milvus at {self.uri} has no collection {self.collection!r}")
+            schema = MilvusClient.create_schema(
+                auto_id=False, enable_dynamic_field=False, description=identity.describe()
+            )
+            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=identity.embedding_dim)
+            schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+            schema.add_field("lang", DataType.VARCHAR, max_length=MAX_LANG_BYTES)
+            schema.add_field("metadata", DataType.JSON)
+            index_params = self.client.prepare_index_params()
+            index_params.add_index("vector", index_type=index_type, metric_type="IP", params=_build_params(index_type))
+            with self._calls("collection creation"):
+                self.client.create_collection(
+                    self.collection,
+                    schema=schema,
+                    index_params=index_params,
+                    consistency_level=self.consistency,
+                    timeout=self.timeout_s,
+                )
+            log.info("created Milvus collection %s (%s, dim %d)", self.collection, index_type, identity.embedding_dim)
+        found = self.read_identity()
+        where = f"Milvus collection {self.collection!r} at {self.uri}"
+        if found.model_fingerprint != identity.model_fingerprint:
+            raise ManifestError(
+                f"{where} holds embeddings of model '{found.model_name}' (fingerprint {found.model_fingerprint[:12]}), "
+                f"not of '{identity.model_name}' (fingerprint {identity.model_fingerprint[:12]}); rebuild it with "
+                "that model, or choose another SEARCH_MILVUS_COLLECTION"
+            )
+        self._open_catalog()
+        with self._calls("index lookup"):
+            self.client.load_collection(self.collection, timeout=self.timeout_s)
+            described = self.client.describe_index(self.collection, "vector", timeout=self.timeout_s)
+        self.index_type = described.get("index_type", "FLAT")
+        self.identity = found
+
+    def _open_catalog(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        if not self.client.has_collection(self.catalog, timeout=self.timeout_s):
+            schema = MilvusClient.create_schema(auto_id=False, description=f"languages and fields of {self.collection}")
+            schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=512)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one; nothing searches it
+            index_params = self.client.prepare_index_params()
+            index_params.add_index("vector", index_type="FLAT", metric_type="L2")
+            with self._calls("catalog creation"):
+                self.client.create_collection(
+                    self.catalog, schema=schema, index_params=index_params, consistency_level="Strong"
+                )
+        with self._calls("catalog load"):
+            self.client.load_collection(self.catalog, timeout=self.timeout_s)
+
+    # --- reads ---------------------------------------------------------------------------------------------------
+
+    def _catalog(self, refresh: bool = False) -> set[str]:
+        with self._catalog_lock:
+            if refresh or time.monotonic() - self._catalog_read_at > CATALOG_TTL_S:
+                with self._calls("catalog read"):
+                    rows = self.client.query(
+                        self.catalog, filter='key != ""', output_fields=["key"], limit=MAX_TOP_K, timeout=self.timeout_s
+                    )
+                self._catalog_keys = {row["key"] for row in rows}
+                self._catalog_read_at = time.monotonic()
+            return self._catalog_keys
+
+    @property
+    def size(self) -> int:
+        return self._count("")
+
+    def _count(self, expression: str) -> int:
+        with self._calls("count"):
+            rows = self.client.query(
+                self.collection,
+                filter=expression,
+                output_fields=["count(*)"],
+                consistency_level=self.consistency,
+                timeout=self.timeout_s,
+            )
+        return int(rows[0]["count(*)"])
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(key[5:] for key in self._catalog() if key.startswith("lang:"))
+
+    @property
+    def group_fields(self) -> list[str]:
+        keys = self._catalog()
+        return sorted(k[6:] for k in keys if k.startswith("field:") and "nonscalar:" + k[6:] not in keys)
+
+    @property
+    def writable(self) -> bool:
+        return True
+
+    def check_group_field(self, group_by: str) -> None:
+        keys = self._catalog()
+        if "nonscalar:" + group_by in keys:
+            raise GroupingError(
+                f"cannot group by '{group_by}': documents hold a list or object there; grouping needs a string, "
+                "number or boolean"
+            )
+        if "field:" + group_by not in keys and "field:" + group_by not in self._catalog(refresh=True):
+            raise GroupingError(f"no document has a metadata field '{group_by}'; groupable fields: {self.group_fields}")
+
+    def search(
+        self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, filters: dict | None = None
+    ) -> list[list[Hit]]:
+        return self._search(queries, top_k, filter_expression(languages, filters))
+
+    def _search(self, queries: np.ndarray, top_k: int, expression: str) -> list[list[Hit]]:
+        top_k = min(top_k, MAX_TOP_K)
+        with self._calls("search"):
+            results = self.client.search(
+                self.collection,
+                data=np.asarray(queries, dtype=np.float32).tolist(),
+                limit=top_k,
+                filter=expression,
+                output_fields=OUTPUT_FIELDS,
+                search_params={"metric_type": "IP", "params": _search_params(self.index_type, top_k)},
+                consistency_level=self.consistency,
+                timeout=self.timeout_s,
+            )
+        return [[Hit(_document(hit["id"], hit["entity"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+    def search_grouped(
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        group_by: str,
+        languages: list[str] | None = None,
+        filters: dict | None = None,
+    ) -> list[list[Group]]:
+        """Exact as with FAISS (``top_groups``) up to Milvus's 16,384 results per search."""
+        self.check_group_field(group_by)
+        expression = filter_expression(languages, filters)
+        available = min(self._count(expression), MAX_TOP_K)
+
+        def search(rows: np.ndarray, fetch: int) -> list[list[Hit]]:
+            return self._search(rows, fetch, expression)
+
+        return top_groups(search, queries, top_k, group_by, available)
+
+    def get(self, doc_id: str) -> Document | None:
+        with self._calls("read"):
+            rows = self.client.get(
+                self.collection,
+                ids=[doc_id],
+                output_fields=OUTPUT_FIELDS,
+                consistency_level=self.consistency,
+                timeout=self.timeout_s,
+            )
+        return _document(rows[0]["id"], rows[0]) if rows else None
+
+    def present(self, doc_ids: list[str]) -> set[str]:
+        """Which of ``doc_ids`` the collection holds."""
+        if not doc_ids:
+            return set()
+        with self._calls("read"):
+            rows = self.client.get(
+                self.collection,
+                ids=doc_ids,
+                output_fields=["id"],
+                consistency_level=self.consistency,
+                timeout=self.timeout_s,
+            )
+        return {row["id"] for row in rows}
+
+    # --- writes --------------------------------------------------------------------------------------------------
+
+    def upsert(self, documents: list[Document], embeddings: np.ndarray) -> None:
+        if len(documents) != len(embeddings) or len({d.id for d in documents}) != len(documents):
+            raise ValueError("upsert needs one embedding per document and distinct ids")
+        for i, document in enumerate(documents):
+            for what, value, limit in (
+                ("id", document.id, MAX_ID_BYTES),
+                ("text", document.text, MAX_TEXT_BYTES),
+                ("lang", document.lang, MAX_LANG_BYTES),
+            ):
+                if len(value.encode()) > limit:
+                    raise InvalidRequest(f"document {i} ({document.id[:64]!r}): its {what} is over {limit} bytes")
+        self._add_to_catalog(documents)
+        rows = [
+            {"id": d.id, "vector": vector, "text": d.text, "lang": d.lang, "metadata": d.metadata}
+            for d, vector in zip(documents, np.asarray(embeddings, dtype=np.float32).tolist(), strict=True)
+        ]
+        with self._calls("write"):
+            self.client.upsert(self.collection, rows, timeout=self.timeout_s)
+        return None
+
+    def _add_to_catalog(self, documents: list[Document]) -> None:
+        keys = {"lang:" + d.lang for d in documents}
+        for document in documents:
+            for name, value in document.metadata.items():
+                keys.add("field:" + name)
+                if not is_scalar(value):
+                    keys.add("nonscalar:" + name)
+        keys = {key for key in keys if len(key.encode()) <= 512}  # longer field names cannot be grouped by anyway
+        new = keys - self._catalog()
+        if new:
+            with self._calls("catalog write"):
+                self.client.upsert(self.catalog, [{"key": key, "vector": [0.0, 0.0]} for key in sorted(new)])
+            with self._catalog_lock:
+                self._catalog_keys |= new
+
+    def delete(self, doc_ids: list[str]) -> list[str]:
+        present = self.present(doc_ids)
+        if present:
+            with self._calls("delete"):
+                self.client.delete(self.collection, ids=sorted(present), timeout=self.timeout_s)
+        return [i for i in doc_ids if i in present]
+
+    def require_writable(self) -> None:
+        return None
+
+    def health(self) -> StoreHealth:
+        return StoreHealth(writable=True)
+
+    def drop(self) -> None:
+        """Delete the collection and its catalog (tests, and ``index --rebuild``)."""
+        with self._calls("drop"):
+            for name in (self.collection, self.catalog):
+                self.client.drop_collection(name, timeout=self.timeout_s)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if is_lite(self.uri):  # stop the Milvus Lite child now, so another process may open the file
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(self.uri)
+
+
+def connect_milvus(settings: Settings, identity: CollectionIdentity, create: bool = True) -> MilvusStore:
+    """The Milvus store of the settings, its collection opened (created when missing) and checked for ``identity``."""
+    store = MilvusStore(
+        settings.milvus_uri,
+        settings.milvus_collection,
+        settings.milvus_token,
+        settings.milvus_db,
+        settings.milvus_consistency,
+        settings.milvus_timeout_s,
+    )
+    try:
+        store.open(identity, settings.milvus_index_type, create)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _document(doc_id: str, entity: dict) -> Document:
+    return Document(doc_id, entity["text"], entity["lang"], entity.get("metadata") or {})
+
+
+def _build_params(index_type: str) -> dict:
+    return {"IVF_FLAT": {"nlist": 128}, "HNSW": {"M": 32, "efConstruction": 200}}.get(index_type, {})
+
+
+def _search_params(index_type: str, top_k: int) -> dict:
+    return {"IVF_FLAT": {"nprobe": 32}, "HNSW": {"ef": max(128, top_k)}}.get(index_type, {})
