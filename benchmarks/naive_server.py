@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.index import SearchIndex
 from app.manifest import load_model_manifest
+from app.stores.embedded.index import SearchIndex
 from training.model import load_encoder
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from app.collection import Collection
+    from app.stores.embedded.collection import Collection
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -220,9 +220,9 @@ def writes_section(args: argparse.Namespace) -> dict:
     """The durable collection in-process on a copy of the index: what a write, a snapshot and a search cost."""
     import tempfile
 
-    from app.collection import Collection
     from app.corpus import Document
-    from app.index import SearchIndex
+    from app.stores.embedded.collection import Collection
+    from app.stores.embedded.index import SearchIndex
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((200, 384)).astype(np.float32)

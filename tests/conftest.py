@@ -68,7 +68,7 @@ def tiny_index(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.Tem
 
 def copy_index(source: Path, folder: Path) -> Path:
     """A private copy of an index (its own folder and write-ahead log), for tests that write."""
-    from app.index import SearchIndex
+    from app.stores.embedded.index import SearchIndex
 
     index_dir = folder / "indexes" / "writable"
     SearchIndex.load(source).save(index_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.index import SearchIndex
+from app.stores.embedded.index import SearchIndex
 from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.e2e

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.collection import Collection, wal_path
 from app.corpus import Document
 from app.encoder import OnnxEncoder
-from app.index import SearchIndex
+from app.stores.embedded.collection import Collection, wal_path
+from app.stores.embedded.index import SearchIndex
 
 
 def write_one(index_dir: Path, encoder: OnnxEncoder) -> Collection:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from app.build import build_index
-from app.collection import Collection, wal_path
 from app.corpus import Document
 from app.encoder import OnnxEncoder
 from app.errors import ReadOnlyIndex
-from app.index import SearchIndex, version_folders
-from app.wal import read_log, read_records
+from app.stores.embedded.collection import Collection, wal_path
+from app.stores.embedded.index import SearchIndex, version_folders
+from app.stores.embedded.wal import read_log, read_records
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_a_failing_snapshot_never_fails_a_write(
     def full_disk(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("app.collection.write_version", full_disk)
+    monkeypatch.setattr("app.stores.embedded.collection.write_version", full_disk)
     collection = Collection(writable_index, snapshot_every=2)
     documents, vectors = new_documents(encoder, 5)
     seqs = [collection.upsert(documents[i : i + 1], vectors[i : i + 1]) for i in range(5)]

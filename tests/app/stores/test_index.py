@@ -9,8 +9,8 @@ import pytest
 from app.build import build_index
 from app.corpus import CorpusError, Document, read_corpus
 from app.encoder import OnnxEncoder
-from app.index import SearchIndex
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
+from app.stores.embedded.index import SearchIndex
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from app.errors import WalBroken
-from app.wal import (
+from app.stores.embedded.wal import (
     WalError,
     WriteAheadLog,
     closed_segments,

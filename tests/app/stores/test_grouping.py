@@ -8,8 +8,8 @@ import pytest
 
 from app.corpus import Document
 from app.errors import GroupingError
-from app.index import SearchIndex
 from app.manifest import IndexManifest
+from app.stores.embedded.index import SearchIndex
 
 LANGS = ["ar", "de", "en", "es", "zh"]
 
