@@ -66,6 +66,32 @@ def tiny_index(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.Tem
     return index_dir
 
 
+STORES = ["faiss", "milvus"]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    """The search store a test module's servers use: each such test runs on both."""
+    return request.param
+
+
+def copy_into_milvus(index: Path, uri: Path, collection: str = "passages") -> None:
+    """An index's documents and vectors in a Milvus Lite file, through the CLI's copy command."""
+    from app.cli import main
+
+    main(["copy", "--from", str(index), "--milvus-uri", str(uri), "--collection", collection])
+
+
+def store_env(store: str, index: Path, folder: Path) -> dict[str, str]:
+    """Settings that serve ``index``'s documents from ``store``: the index itself, or a copy of it in a new Milvus
+    Lite file in ``folder``."""
+    if store == "faiss":
+        return {"SEARCH_INDEX_DIR": str(index)}
+    uri = folder / "milvus.db"
+    copy_into_milvus(index, uri)
+    return {"SEARCH_STORE": "milvus", "SEARCH_MILVUS_URI": str(uri), "SEARCH_INDEX_DIR": str(index)}
+
+
 def copy_index(source: Path, folder: Path) -> Path:
     """A private copy of an index (its own folder and write-ahead log), for tests that write."""
     from app.stores.embedded.index import SearchIndex
@@ -75,9 +101,12 @@ def copy_index(source: Path, folder: Path) -> Path:
     return index_dir
 
 
-def writable_server_env(model: Path, index: Path, folder: Path, **settings: str) -> dict[str, str]:
-    """Server settings for the tiny model on a private, writable copy of an index, plus ``SEARCH_*`` extras."""
-    return {"SEARCH_MODEL_DIR": str(model), "SEARCH_INDEX_DIR": str(copy_index(index, folder)), **settings}
+def writable_server_env(
+    model: Path, index: Path, folder: Path, store: str = "faiss", **settings: str
+) -> dict[str, str]:
+    """Server settings for the tiny model on a private, writable copy of an index in ``store``, plus ``SEARCH_*``
+    extras."""
+    return {"SEARCH_MODEL_DIR": str(model), **store_env(store, copy_index(index, folder), folder), **settings}
 
 
 @pytest.fixture

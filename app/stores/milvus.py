@@ -9,7 +9,8 @@ Collection ``<name>``: ``id`` (VARCHAR primary key), ``vector`` (FLOAT_VECTOR, t
 product), ``text``, ``lang`` and ``metadata`` (JSON). Its description records the model that embedded it, checked
 at start-up the way the FAISS index manifest is. Beside it ``<name>_catalog`` lists the languages and metadata
 fields ever written (Milvus has no DISTINCT), so that every API replica can validate ``languages`` and
-``group_by``; it only grows (a language whose last document was deleted stays listed, and finds nothing).
+``group_by``; it only grows (a language whose last document was deleted stays listed, and finds nothing). A list
+or object where ``group_by`` points is refused when a search meets it (the FAISS store counts them up front).
 
 Filters become Milvus expressions built from escaped literals only (Milvus Lite 2.5 has no expression templates):
 strings are quoted with ``\\`` and ``"`` escaped; a value Milvus's grammar cannot hold (a line break, an integer
@@ -260,21 +261,15 @@ class MilvusStore(Store):
 
     @property
     def group_fields(self) -> list[str]:
-        keys = self._catalog()
-        return sorted(k[6:] for k in keys if k.startswith("field:") and "nonscalar:" + k[6:] not in keys)
+        return sorted(key[6:] for key in self._catalog() if key.startswith("field:"))
 
     @property
     def writable(self) -> bool:
         return True
 
     def check_group_field(self, group_by: str) -> None:
-        keys = self._catalog()
-        if "nonscalar:" + group_by in keys:
-            raise GroupingError(
-                f"cannot group by '{group_by}': documents hold a list or object there; grouping needs a string, "
-                "number or boolean"
-            )
-        if "field:" + group_by not in keys and "field:" + group_by not in self._catalog(refresh=True):
+        """Known fields only (the catalog); a list or object value is refused when a search meets it."""
+        if "field:" + group_by not in self._catalog() and "field:" + group_by not in self._catalog(refresh=True):
             raise GroupingError(f"no document has a metadata field '{group_by}'; groupable fields: {self.group_fields}")
 
     def search(
@@ -311,34 +306,37 @@ class MilvusStore(Store):
         available = min(self._count(expression), MAX_TOP_K)
 
         def search(rows: np.ndarray, fetch: int) -> list[list[Hit]]:
-            return self._search(rows, fetch, expression)
+            hit_lists = self._search(rows, fetch, expression)
+            for hit in (hit for hits in hit_lists for hit in hits):
+                if group_by in hit.document.metadata and not is_scalar(hit.document.metadata[group_by]):
+                    raise GroupingError(
+                        f"cannot group by '{group_by}': documents such as {hit.document.id!r} hold a list or object there; "
+                        "grouping needs a string, number or boolean"
+                    )
+            return hit_lists
 
         return top_groups(search, queries, top_k, group_by, available)
 
     def get(self, doc_id: str) -> Document | None:
-        with self._calls("read"):
-            rows = self.client.get(
-                self.collection,
-                ids=[doc_id],
-                output_fields=OUTPUT_FIELDS,
-                consistency_level=self.consistency,
-                timeout=self.timeout_s,
-            )
+        rows = self._rows([doc_id], OUTPUT_FIELDS)
         return _document(rows[0]["id"], rows[0]) if rows else None
 
     def present(self, doc_ids: list[str]) -> set[str]:
         """Which of ``doc_ids`` the collection holds."""
-        if not doc_ids:
-            return set()
+        return {row["id"] for row in self._rows(doc_ids, ["id"])} if doc_ids else set()
+
+    def _rows(self, doc_ids: list[str], fields: list[str]) -> list[dict]:
+        # Not MilvusClient.get: it pastes ids into its expression unescaped, so an id holding a quote could
+        # widen it (and delete(ids=) likewise): every expression here is built from escaped literals.
         with self._calls("read"):
-            rows = self.client.get(
+            return self.client.query(
                 self.collection,
-                ids=doc_ids,
-                output_fields=["id"],
+                filter=_ids_expression(doc_ids),
+                output_fields=fields,
+                limit=len(doc_ids),
                 consistency_level=self.consistency,
                 timeout=self.timeout_s,
             )
-        return {row["id"] for row in rows}
 
     # --- writes --------------------------------------------------------------------------------------------------
 
@@ -363,12 +361,7 @@ class MilvusStore(Store):
         return None
 
     def _add_to_catalog(self, documents: list[Document]) -> None:
-        keys = {"lang:" + d.lang for d in documents}
-        for document in documents:
-            for name, value in document.metadata.items():
-                keys.add("field:" + name)
-                if not is_scalar(value):
-                    keys.add("nonscalar:" + name)
+        keys = {"lang:" + d.lang for d in documents} | {"field:" + name for d in documents for name in d.metadata}
         keys = {key for key in keys if len(key.encode()) <= 512}  # longer field names cannot be grouped by anyway
         new = keys - self._catalog()
         if new:
@@ -381,7 +374,7 @@ class MilvusStore(Store):
         present = self.present(doc_ids)
         if present:
             with self._calls("delete"):
-                self.client.delete(self.collection, ids=sorted(present), timeout=self.timeout_s)
+                self.client.delete(self.collection, filter=_ids_expression(sorted(present)), timeout=self.timeout_s)
         return [i for i in doc_ids if i in present]
 
     def require_writable(self) -> None:
@@ -421,6 +414,10 @@ def connect_milvus(settings: Settings, identity: CollectionIdentity, create: boo
         store.close()
         raise
     return store
+
+
+def _ids_expression(doc_ids: list[str]) -> str:
+    return f"id in [{', '.join(milvus_literal(doc_id) for doc_id in doc_ids)}]"
 
 
 def _document(doc_id: str, entity: dict) -> Document:

@@ -1,4 +1,5 @@
-"""A real uvicorn process on the tiny model: ranking, error answers, readiness, metrics."""
+"""A real uvicorn process on the tiny model: ranking, error answers, readiness, metrics; the search tests run on
+both stores (the FAISS index, and a copy of it in Milvus Lite)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ import pytest
 
 from app.corpus import read_corpus
 from app.encoder import OnnxEncoder
-from tests.conftest import ROOT, running_server
+from tests.conftest import ROOT, running_server, store_env
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model: Path, tiny_index: Path) -> Iterator[str]:
+def server(store: str, tiny_model: Path, tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {
         "SEARCH_MODEL_DIR": str(tiny_model),
-        "SEARCH_INDEX_DIR": str(tiny_index),
+        **store_env(store, tiny_index, tmp_path_factory.mktemp("api")),
         "SEARCH_MAX_QUERY_CHARS": "300",
         "SEARCH_MAX_QUERY_TOKENS": "40",
         "SEARCH_MAX_TOP_K": "50",

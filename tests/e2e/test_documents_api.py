@@ -1,4 +1,5 @@
-"""The documents API over real HTTP: keys, upsert/get/delete, immediate visibility, and bad writes."""
+"""The documents API over real HTTP, on both stores: keys, upsert/get/delete, immediate visibility (read-your-write;
+Milvus at its default Strong consistency), and bad writes."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ WRITE = {"Authorization": "Bearer write-key"}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model: Path, tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(store: str, tiny_model: Path, tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = writable_server_env(
         tiny_model,
         tiny_index,
         tmp_path_factory.mktemp("docs"),
+        store,
         SEARCH_WRITE_API_KEYS="write-key,other-write-key",
         SEARCH_MAX_DOCUMENTS_PER_REQUEST="8",
         SEARCH_MAX_DOCUMENT_CHARS="500",

@@ -1,4 +1,5 @@
-"""Property-based fuzzing of every operation in the OpenAPI spec (valid and invalid data): no 5xx, ever."""
+"""Property-based fuzzing of every operation in the OpenAPI spec (valid and invalid data), on both stores: no 5xx,
+ever."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tiny_model: Path, tiny_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def fuzz_server(
+    store: str, tiny_model: Path, tiny_index: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     env = writable_server_env(
         tiny_model,
         tiny_index,
         tmp_path_factory.mktemp("fuzz"),
+        store,
         SEARCH_WRITE_API_KEYS="fuzz-key",
         SEARCH_SNAPSHOT_EVERY="20",
     )
