@@ -1,0 +1,160 @@
+"""The Milvus store on the real engine (Milvus Lite 2.5: Milvus's C++ core): same answers as the FAISS store, filter
+expressions that cannot be widened by what a user sends, the model check, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.corpus import Document
+from app.encoder import OnnxEncoder
+from app.errors import GroupingError, InvalidRequest, StoreUnavailable
+from app.manifest import ManifestError
+from app.stores.embedded.index import SearchIndex
+from app.stores.milvus import CollectionIdentity, MilvusStore, filter_expression, milvus_literal
+from tests.conftest import copy_into_milvus
+
+QUERIES = ["Who won Super Bowl 50?", "Wer hat den Super Bowl gewonnen?", "Warschau ist die Hauptstadt Polens"]
+
+
+@pytest.fixture(scope="module")
+def faiss_index(tiny_index: Path) -> SearchIndex:
+    return SearchIndex.load(tiny_index)
+
+
+@pytest.fixture(scope="module")
+def queries(tiny_model: Path) -> np.ndarray:
+    return OnnxEncoder(tiny_model, runtime="cpu").encode(QUERIES, "query")
+
+
+@pytest.fixture
+def milvus(tiny_index: Path, faiss_index: SearchIndex, tmp_path: Path) -> Iterator[MilvusStore]:
+    """The tiny index copied into a new Milvus Lite file, opened as the service opens it."""
+    uri = str(tmp_path / "milvus.db")
+    copy_into_milvus(tiny_index, Path(uri))
+    store = MilvusStore(uri)
+    store.open(identity_of(faiss_index))
+    yield store
+    store.close()
+
+
+def identity_of(index: SearchIndex) -> CollectionIdentity:
+    manifest = index.manifest
+    return CollectionIdentity(
+        manifest.model_name, manifest.model_fingerprint, manifest.model_variant, manifest.embedding_dim
+    )
+
+
+def ranking(hit_lists: list) -> list[list[tuple[str, float]]]:
+    return [[(hit.document.id, round(hit.score, 4)) for hit in hits] for hits in hit_lists]
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("plain", '"plain"'),
+        ('x" or lang != "', '"x\\" or lang != \\""'),
+        ("back\\slash", '"back\\\\slash"'),
+        ("tab\tand 中文", '"tab\tand 中文"'),
+        (True, "true"),
+        (-3, "-3"),
+        (0.25, "0.25"),
+    ],
+)
+def test_literals_are_escaped(value: object, literal: str) -> None:
+    assert milvus_literal(value) == literal
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("two\nlines", "line break"), (2**63, "64-bit"), (float("inf"), "finite"), ([1], "strings, numbers")],
+)
+def test_values_a_milvus_expression_cannot_hold_are_422(value: object, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        milvus_literal(value)
+
+
+def test_filter_expression() -> None:
+    assert filter_expression(None, None) == ""
+    assert filter_expression(["de", "en"], {"group": "p001", 'we"ird': 2}) == (
+        'lang in ["de", "en"] and metadata["group"] == "p001" and metadata["we\\"ird"] == 2'
+    )
+
+
+def test_same_answers_as_faiss_exact_search(milvus: MilvusStore, faiss_index: SearchIndex, queries: np.ndarray) -> None:
+    assert milvus.size == faiss_index.size == 220 and milvus.languages == faiss_index.languages
+    assert milvus.group_fields == faiss_index.group_fields
+    for languages, filters in [
+        (None, None),
+        (["de", "zh"], None),
+        (None, {"group": "p003"}),
+        (["en"], {"title": "Super_Bowl_50"}),
+        (None, {"title": 1}),
+    ]:
+        expected = ranking(faiss_index.search(queries, 10, languages, filters))
+        assert ranking(milvus.search(queries, 10, languages, filters)) == expected
+    grouped = milvus.search_grouped(queries, 4, "group", ["de", "en", "es"])
+    expected_groups = faiss_index.search_grouped(queries, 4, "group", ["de", "en", "es"])
+    assert [[(g.value, len(g.members)) for g in groups] for groups in grouped] == [
+        [(g.value, len(g.members)) for g in groups] for groups in expected_groups
+    ]
+
+
+def test_user_values_cannot_widen_an_expression(milvus: MilvusStore, queries: np.ndarray) -> None:
+    """An injection through a filter value, a field name and document ids: each matches only what it spells."""
+    sneaky = 'x" or lang != "'
+    vector = queries[:1]
+    milvus.upsert([Document("sneaky", "text", "en", {"note": sneaky, 'k"ey': "v"})], vector)
+    assert milvus.search(vector, 50, filters={"group": sneaky}) == [[]]
+    assert [h.document.id for h in milvus.search(vector, 50, filters={"note": sneaky})[0]] == ["sneaky"]
+    assert [h.document.id for h in milvus.search(vector, 50, filters={'k"ey': "v"})[0]] == ["sneaky"]
+    # "a']||id not in ['b" makes MilvusClient.get(ids=) return every row (and delete(ids=) delete it)
+    for doc_id in ("a']||id not in ['b", 'a"]||id not in ["b', 'a"||id!="', "a\\"):
+        assert milvus.get(doc_id) is None
+        assert milvus.delete([doc_id]) == []
+    assert milvus.size == 221
+    milvus.upsert([Document('q"uote\\', "text", "en")], vector)
+    assert milvus.get('q"uote\\').id == 'q"uote\\' and milvus.delete(['q"uote\\', "missing"]) == ['q"uote\\']
+    assert milvus.size == 221
+
+
+def test_writes_replace_delete_and_extend_the_catalog(milvus: MilvusStore, queries: np.ndarray) -> None:
+    milvus.upsert([Document("new", "first", "sw", {"shelf": 1})], queries[:1])
+    milvus.upsert([Document("new", "second", "sw", {"shelf": 2})], queries[1:2])
+    assert milvus.get("new") == Document("new", "second", "sw", {"shelf": 2}) and milvus.size == 221
+    assert "sw" in milvus.languages and "shelf" in milvus.group_fields
+    assert milvus.search(queries[1:2], 1, ["sw"])[0][0].document.id == "new"
+    assert milvus.delete(["new", "never-there"]) == ["new"] and milvus.get("new") is None and milvus.size == 220
+    with pytest.raises(GroupingError, match="no document has a metadata field 'nope'"):
+        milvus.check_group_field("nope")
+    milvus.upsert([Document("listed", "x", "en", {"group": ["p001", "p002"]})], queries[:1])
+    with pytest.raises(GroupingError, match="hold a list or object"):
+        milvus.search_grouped(queries[:1], 3, "group")
+    with pytest.raises(InvalidRequest, match="text is over 65535 bytes"):
+        milvus.upsert([Document("huge", "é" * 40000, "en")], queries[:1])
+
+
+def test_a_collection_of_another_model_is_refused(milvus: MilvusStore, faiss_index: SearchIndex) -> None:
+    other = CollectionIdentity("someone-else", "0" * 64, "fp32", faiss_index.dim)
+    with pytest.raises(ManifestError, match=r"holds embeddings of model 'tiny-bert'.*not of 'someone-else'"):
+        milvus.open(other)
+    milvus.client.create_collection("foreign", dimension=4)
+    foreign = MilvusStore(milvus.uri, collection="foreign")
+    with pytest.raises(ManifestError, match="was not made by polyglot-search"):
+        foreign.open(other)
+    with pytest.raises(ManifestError, match="has no collection 'absent'"):
+        MilvusStore(milvus.uri, collection="absent").open(other, create=False)
+
+
+def test_identity_survives_in_the_collection_description(milvus: MilvusStore, faiss_index: SearchIndex) -> None:
+    assert milvus.read_identity() == identity_of(faiss_index)
+    assert json.loads(milvus.client.describe_collection("passages")["description"])["created_by"] == "polyglot-search"
+
+
+def test_an_unreachable_server_is_a_503_within_the_timeout() -> None:
+    with pytest.raises(StoreUnavailable, match=r"cannot connect to Milvus at http://127\.0\.0\.1:9"):
+        MilvusStore("http://127.0.0.1:9", timeout_s=1.0)
