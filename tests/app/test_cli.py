@@ -35,3 +35,34 @@ def test_rebuild_refuses_to_drop_api_writes_unless_asked(
     assert "api-1" not in rebuilt and rebuilt.size == 220 and rebuilt.manifest.wal_seq == 0
     assert wal_path(writable_index).stat().st_size == 0
     assert Collection(writable_index).size == 220  # nothing old is replayed onto the new index
+
+
+def test_milvus_index_resumes_and_copy_takes_logged_writes(
+    tiny_model: Path, tiny_corpus: Path, writable_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from app.stores.milvus import MilvusStore
+
+    uri = str(tmp_path / "milvus.db")
+    half = tmp_path / "half.jsonl"
+    half.write_text("".join(tiny_corpus.read_text(encoding="utf-8").splitlines(keepends=True)[:100]), encoding="utf-8")
+    to_milvus = ["--model-dir", str(tiny_model), "--store", "milvus", "--milvus-uri", uri, "--collection", "built"]
+    main(["index", "--corpus", str(half), *to_milvus])  # an interrupted build: the first 100 documents
+    main(["index", "--corpus", str(tiny_corpus), *to_milvus])
+    assert "indexed 120 new documents (100 already there)" in capsys.readouterr().out
+
+    encoder = OnnxEncoder(tiny_model, "fp32", runtime="cpu")
+    write_one(writable_index, encoder).stop_snapshots()  # the write is in the log only, as after a crash
+    main(["copy", "--from", str(writable_index), "--milvus-uri", uri, "--collection", "copied"])
+    assert "copied 221 documents (0 already there)" in capsys.readouterr().out
+    main(["copy", "--from", str(writable_index), "--milvus-uri", uri, "--collection", "copied"])
+    assert "copied 0 documents (221 already there)" in capsys.readouterr().out
+    built, copied = MilvusStore(uri, "built"), MilvusStore(uri, "copied")
+    try:
+        for store in (built, copied):
+            store.open(store.read_identity())
+        assert built.size == 220 and copied.size == 221 and copied.get("api-1").text == "written through the API"
+        index = SearchIndex.load(writable_index)
+        query = encoder.encode(["Warschau"], "query")
+        assert [h.document.id for h in built.search(query, 5)[0]] == [h.document.id for h in index.search(query, 5)[0]]
+    finally:
+        built.close()
