@@ -15,10 +15,17 @@ CORPUS ?= data/demo/corpus.jsonl
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 
+# SEARCH_STORE=milvus make run: the same demo documents served from Milvus Lite (SEARCH_MILVUS_URI, default
+# indexes/milvus.db), one collection per model so that switching MODEL_DIR never meets another model's vectors.
+SEARCH_STORE ?= faiss
+SEARCH_MILVUS_COLLECTION ?= demo_$(subst -,_,$(notdir $(MODEL_DIR)))
+
 export SEARCH_MODEL_DIR := $(MODEL_DIR)
 export SEARCH_INDEX_DIR := $(INDEX_DIR)
+export SEARCH_STORE
+export SEARCH_MILVUS_COLLECTION
 
-.PHONY: install models index run test test-docker test-browser lint clean-artifacts
+.PHONY: install models index milvus-index run test test-docker test-browser lint clean-artifacts
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,7 +57,11 @@ $(INDEX_DIR)/manifest.json: $(MODEL_DIR)/manifest.json $(CORPUS)
 
 index: $(INDEX_DIR)/manifest.json
 
-run: install index
+# The demo index's documents and vectors copied into Milvus (no re-encoding); ids already there are skipped.
+milvus-index: index
+	$(BIN)/python -m app.cli copy --from $(INDEX_DIR)
+
+run: install index $(if $(filter milvus,$(SEARCH_STORE)),milvus-index)
 	SEARCH_HOST=$(HOST) SEARCH_PORT=$(PORT) $(BIN)/python -m app.cli serve
 
 test: install models index

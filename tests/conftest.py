@@ -86,10 +86,15 @@ def store_env(store: str, index: Path, folder: Path) -> dict[str, str]:
     """Settings that serve ``index``'s documents from ``store``: the index itself, or a copy of it in a new Milvus
     Lite file in ``folder``."""
     if store == "faiss":
-        return {"SEARCH_INDEX_DIR": str(index)}
+        return {"SEARCH_STORE": "faiss", "SEARCH_INDEX_DIR": str(index)}
     uri = folder / "milvus.db"
     copy_into_milvus(index, uri)
-    return {"SEARCH_STORE": "milvus", "SEARCH_MILVUS_URI": str(uri), "SEARCH_INDEX_DIR": str(index)}
+    return {
+        "SEARCH_STORE": "milvus",
+        "SEARCH_MILVUS_URI": str(uri),
+        "SEARCH_MILVUS_COLLECTION": "passages",
+        "SEARCH_INDEX_DIR": str(index),
+    }
 
 
 def copy_index(source: Path, folder: Path) -> Path:
@@ -168,7 +173,9 @@ def free_port() -> int:
 def start_server(env: dict[str, str], wait_ready: bool = True, timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """Start a real `python -m app.cli serve` process on a free loopback port; return it and its base URL."""
     port = free_port()
-    full_env = {**os.environ, "SEARCH_HOST": "127.0.0.1", "SEARCH_PORT": str(port), "SEARCH_RUNTIME": "cpu", **env}
+    # the store is the test's choice, whatever the shell (or `make`) exported
+    defaults = {"SEARCH_HOST": "127.0.0.1", "SEARCH_PORT": str(port), "SEARCH_RUNTIME": "cpu", "SEARCH_STORE": "faiss"}
+    full_env = {**os.environ, **defaults, **env}
     # A file, not a pipe: nobody drains a pipe while a test runs, and a full pipe would block the server's logging.
     log_file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (the server writes to it until it stops)
     process = subprocess.Popen(
