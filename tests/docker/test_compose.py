@@ -126,3 +126,17 @@ def test_missing_model_volume_is_named(stack: tuple[str, dict]) -> None:
         timeout=120,
     )
     assert result.returncode != 0 and "model folder /models/nope does not exist" in result.stderr
+
+
+def test_the_engine_accepts_every_profile() -> None:
+    """`docker compose config` with the engine's own parser: the scale profile (whose images cannot be pulled here)
+    resolves, with its two API replicas on Milvus behind the load balancer."""
+    if shutil.which("docker") is None:
+        pytest.fail("no Docker engine: run docker/test-setup.sh (make test-docker does)")
+    for profile in ("gpu", "train", "scale"):
+        checked = compose("--profile", profile, "config", "--quiet", env=dict(os.environ))
+        assert checked.returncode == 0, checked.stderr[-2000:]
+    resolved = compose("--profile", "scale", "config", "--format", "json", env=dict(os.environ))
+    services = json.loads(resolved.stdout)["services"]
+    assert services["api-scaled"]["deploy"]["replicas"] == 2
+    assert services["api-scaled"]["environment"]["SEARCH_MILVUS_URI"] == "http://milvus:19530"

@@ -81,6 +81,46 @@ def test_compose_file() -> None:
     assert set(api["environment"]) <= fields  # compose only sets settings the service knows
 
 
+def test_compose_scale_profile() -> None:
+    """`docker compose --profile scale up`: Milvus Standalone as Milvus documents it (etcd, MinIO, milvus, each with
+    a health check), the demo index copied in once, two stateless API replicas on it, nginx in front."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "version" not in compose  # obsolete in the Compose specification; newer engines warn about it
+    services = compose["services"]
+    scale = {name for name, service in services.items() if "scale" in service.get("profiles", [])}
+    assert scale == {"etcd", "minio", "milvus", "milvus-init", "api-scaled", "lb"}
+    for name in scale:
+        image = services[name]["image"]
+        assert ":" in image and not image.endswith(":latest"), image  # pinned
+        if name != "milvus-init":
+            assert services[name]["healthcheck"]["test"][0] == "CMD" and services[name]["restart"] == "unless-stopped"
+    assert services["milvus"]["image"].startswith("milvusdb/milvus:v2.5.")  # the server line of pymilvus 2.5
+    assert services["milvus"]["command"] == ["milvus", "run", "standalone"]
+    assert services["milvus"]["environment"]["ETCD_ENDPOINTS"] == "etcd:2379"
+    assert services["milvus"]["depends_on"] == {
+        "etcd": {"condition": "service_healthy"},
+        "minio": {"condition": "service_healthy"},
+    }
+    init, api, lb = services["milvus-init"], services["api-scaled"], services["lb"]
+    assert init["command"][:2] == ["copy", "--from"] and init["depends_on"]["milvus"]["condition"] == "service_healthy"
+    assert api["depends_on"] == {"milvus-init": {"condition": "service_completed_successfully"}}
+    assert api["deploy"]["replicas"] == 2 and "ports" not in api  # reached through the load balancer only
+    assert not any(volume.startswith("./indexes") for volume in api["volumes"])  # no data in the API process
+    settings = api["environment"]
+    assert settings["SEARCH_STORE"] == "milvus" and settings["SEARCH_MILVUS_URI"] == "http://milvus:19530"
+    assert settings["SEARCH_MODEL_DIR"] == services["api"]["environment"]["SEARCH_MODEL_DIR"]
+    assert "/ready" in " ".join(api["healthcheck"]["test"])
+    assert lb["depends_on"] == {"api-scaled": {"condition": "service_healthy"}}
+    conf = (DOCKER / "nginx-scale.conf").read_text()
+    assert re.search(r"server api-scaled:8000\b", conf) and "listen 8080;" in conf
+    assert any(port.endswith(":8080") for port in lb["ports"])
+    assert "./docker/nginx-scale.conf:/etc/nginx/conf.d/default.conf:ro" in lb["volumes"]
+    from app.settings import Settings
+
+    fields = {f"SEARCH_{name.upper()}" for name in Settings.model_fields}
+    assert set(settings) <= fields
+
+
 def test_serving_code_imports_without_torch() -> None:
     """The serving image has no torch: importing every app module must not need it."""
     code = (
