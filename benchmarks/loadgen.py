@@ -50,12 +50,14 @@ class LoadResult:
         }
 
 
-async def _run(url: str, payloads: list[dict], concurrency: int, max_requests: int, max_seconds: float) -> LoadResult:
+async def _run(
+    url: str, payloads: list[dict], concurrency: int, max_requests: int, max_seconds: float, headers: dict | None
+) -> LoadResult:
     result = LoadResult(concurrency, 0.0, [])
     issued = 0
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
         started = time.perf_counter()
         deadline = started + max_seconds
 
@@ -83,7 +85,12 @@ async def _run(url: str, payloads: list[dict], concurrency: int, max_requests: i
 
 
 def run_load(
-    url: str, payloads: list[dict], concurrency: int, max_requests: int, max_seconds: float = 60
+    url: str,
+    payloads: list[dict],
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float = 60,
+    headers: dict | None = None,
 ) -> LoadResult:
     """POST payloads (round robin) from ``concurrency`` clients until ``max_requests`` or ``max_seconds``."""
-    return asyncio.run(_run(url, payloads, concurrency, max_requests, max_seconds))
+    return asyncio.run(_run(url, payloads, concurrency, max_requests, max_seconds, headers))
