@@ -120,21 +120,22 @@ class MilvusStore(Store):
         token: str = "",
         db_name: str = "",
         consistency: str = "Strong",
-        timeout_s: float = 10.0,
+        timeout_s: float = 10,
     ) -> None:
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
 
         self._milvus_error = MilvusException
         self.uri, self.collection, self.catalog = uri, collection, collection + CATALOG_SUFFIX
-        self.consistency, self.timeout_s = consistency, timeout_s
+        # whole seconds: pymilvus bounds its retries by the timeout only when it is an int (else 75 retries, minutes)
+        self.consistency, self.timeout_s = consistency, max(1, math.ceil(timeout_s))
         if is_lite(uri):
             path = Path(uri)
             if path.suffix != ".db":
                 raise ManifestError(f"SEARCH_MILVUS_URI {uri!r}: a Milvus Lite file must end in .db")
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.client = MilvusClient(uri=uri, token=token, db_name=db_name, timeout=timeout_s)
+            self.client = MilvusClient(uri=uri, token=token, db_name=db_name, timeout=self.timeout_s)
         except MilvusException as exc:
             hint = (
                 " (a Milvus Lite file is open in one process at a time: is a server or an index build using it?)"
@@ -217,7 +218,9 @@ class MilvusStore(Store):
     def _open_catalog(self) -> None:
         from pymilvus import DataType, MilvusClient
 
-        if not self.client.has_collection(self.catalog, timeout=self.timeout_s):
+        with self._calls("catalog lookup"):
+            exists = self.client.has_collection(self.catalog, timeout=self.timeout_s)
+        if not exists:
             schema = MilvusClient.create_schema(auto_id=False, description=f"languages and fields of {self.collection}")
             schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=512)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one; nothing searches it
@@ -225,7 +228,11 @@ class MilvusStore(Store):
             index_params.add_index("vector", index_type="FLAT", metric_type="L2")
             with self._calls("catalog creation"):
                 self.client.create_collection(
-                    self.catalog, schema=schema, index_params=index_params, consistency_level="Strong"
+                    self.catalog,
+                    schema=schema,
+                    index_params=index_params,
+                    consistency_level="Strong",
+                    timeout=self.timeout_s,
                 )
         with self._calls("catalog load"):
             self.client.load_collection(self.catalog, timeout=self.timeout_s)
@@ -313,8 +320,8 @@ class MilvusStore(Store):
             for hit in (hit for hits in hit_lists for hit in hits):
                 if group_by in hit.document.metadata and not is_scalar(hit.document.metadata[group_by]):
                     raise GroupingError(
-                        f"cannot group by '{group_by}': documents such as {hit.document.id!r} hold a list or object there; "
-                        "grouping needs a string, number or boolean"
+                        f"cannot group by '{group_by}': documents such as {hit.document.id!r} hold a list or object "
+                        "there; grouping needs a string, number or boolean"
                     )
             return hit_lists
 
@@ -369,7 +376,8 @@ class MilvusStore(Store):
         new = keys - self._catalog()
         if new:
             with self._calls("catalog write"):
-                self.client.upsert(self.catalog, [{"key": key, "vector": [0.0, 0.0]} for key in sorted(new)])
+                rows = [{"key": key, "vector": [0.0, 0.0]} for key in sorted(new)]
+                self.client.upsert(self.catalog, rows, timeout=self.timeout_s)
             with self._catalog_lock:
                 self._catalog_keys |= new
 
