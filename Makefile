@@ -25,7 +25,7 @@ export SEARCH_INDEX_DIR := $(INDEX_DIR)
 export SEARCH_STORE
 export SEARCH_MILVUS_COLLECTION
 
-.PHONY: install models index milvus-index run test test-docker test-browser lint clean-artifacts
+.PHONY: install models index milvus-index run test infinity-venv test-docker test-browser lint clean-artifacts
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,12 @@ test: install models index
 lint: install
 	$(BIN)/ruff check app training tests benchmarks
 	$(BIN)/ruff format --check app training tests benchmarks
+
+# The peer of benchmarks/serve_vs_infinity.py in its own venv (a recipe measured to install offline here).
+infinity-venv:
+	test -x .venv-infinity/bin/python || $(PYTHON) -m venv .venv-infinity
+	.venv-infinity/bin/python -m pip install --quiet torch==2.13.0 'infinity-emb[server,torch]==0.0.78' \
+		transformers==4.48.3 'optimum[onnxruntime]==1.24.0' 'datasets<4' 'pyarrow<20' 'pandas<3' onnxscript
 
 clean-artifacts:
 	rm -rf $(BASE_MODEL) $(DEFAULT_MODEL) indexes
