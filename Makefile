@@ -53,7 +53,7 @@ models: $(DEFAULT_MODEL)/manifest.json
 
 # The demo index, rebuilt when the model's manifest is newer (a re-export changes the fingerprint).
 $(INDEX_DIR)/manifest.json: $(MODEL_DIR)/manifest.json $(CORPUS)
-	$(BIN)/python -m app.cli index --corpus $(CORPUS) --model-dir $(MODEL_DIR) --out $(INDEX_DIR)
+	$(BIN)/python -m app.cli index --store faiss --corpus $(CORPUS) --model-dir $(MODEL_DIR) --out $(INDEX_DIR)
 
 index: $(INDEX_DIR)/manifest.json
 

@@ -9,7 +9,8 @@ Collection ``<name>``: ``id`` (VARCHAR primary key), ``vector`` (FLOAT_VECTOR, t
 product), ``text``, ``lang`` and ``metadata`` (JSON). Its description records the model that embedded it, checked
 at start-up the way the FAISS index manifest is. Beside it ``<name>_catalog`` lists the languages and metadata
 fields ever written (Milvus has no DISTINCT), so that every API replica can validate ``languages`` and
-``group_by``; it only grows (a language whose last document was deleted stays listed, and finds nothing). A list
+``group_by``; it only grows (a language whose last document was deleted stays listed, and finds nothing), and
+is read whole (Milvus returns at most 16,384 rows: languages plus distinct field names beyond that go unseen). A list
 or object where ``group_by`` points is refused when a search meets it (the FAISS store counts them up front).
 
 Filters become Milvus expressions built from escaped literals only (Milvus Lite 2.5 has no expression templates):
@@ -143,7 +144,6 @@ class MilvusStore(Store):
                 else ""
             )
             raise StoreUnavailable(f"cannot connect to Milvus at {uri}: {exc.message}{hint}") from exc
-        self.identity: CollectionIdentity | None = None
         self.index_type = "FLAT"
         self._catalog_lock = threading.Lock()
         self._catalog_keys: set[str] = set()
@@ -213,7 +213,6 @@ class MilvusStore(Store):
             self.client.load_collection(self.collection, timeout=self.timeout_s)
             described = self.client.describe_index(self.collection, "vector", timeout=self.timeout_s)
         self.index_type = described.get("index_type", "FLAT")
-        self.identity = found
 
     def _open_catalog(self) -> None:
         from pymilvus import DataType, MilvusClient
