@@ -3,7 +3,8 @@ same model (the default: base + shipped adapter), every query new (caches off), 
 
 Servers run one at a time (2 cores), in two rounds (ours int8, ours fp32, infinity; then again) so that machine
 noise shows; each level's figure is the better round's QPS with its p50/p99. Also measured: the cores each server
-uses under load (its process's CPU time / wall time), and our `/search` at concurrency 32.
+uses under load (its process's CPU time / wall time), our `/search` at concurrency 32, and the model's own
+ceiling (in-process queries/s, no HTTP; `--ceiling-only` runs just that).
 
 The peer lives in its own venv (`make infinity-venv`; the recipe installs offline): `infinity-emb[server,torch]
 ==0.0.78`, `transformers==4.48.3`, `optimum[onnxruntime]==1.24.0`. Its model folder (models/peers/, built once
@@ -105,12 +106,58 @@ def measure(pid: int, url: str, payloads: list[dict], concurrency: int, seconds:
     return result, (cpu_seconds(pid) - before) / (time.perf_counter() - started)
 
 
+def model_ceiling(questions: list[str], rounds: int = 2) -> list[dict]:
+    """What the model alone does on these cores, no HTTP: queries/s in batches of 32 with one session on every
+    core (as served), and with one single-threaded session per core running side by side."""
+    import threading
+
+    from app.encoder import OnnxEncoder
+
+    rows = []
+    batches = [questions[i : i + 32] for i in range(0, 1280, 32)]
+    for variant in ("int8", "fp32"):
+        for round_number in range(rounds):
+            shared = OnnxEncoder(MODEL, variant, "cpu", 0)
+            pair = [OnnxEncoder(MODEL, variant, "cpu", 1) for _ in range(2)]
+            for encoder in (shared, *pair):
+                encoder.encode(questions[:64], "query", 32)  # warm
+            started = time.perf_counter()
+            for batch in batches:
+                shared.encode(batch, "query", 32)
+            one = 1280 / (time.perf_counter() - started)
+
+            def work(encoder: OnnxEncoder, mine: list[list[str]]) -> None:
+                for batch in mine:
+                    encoder.encode(batch, "query", 32)
+
+            threads = [threading.Thread(target=work, args=(pair[k], batches[k::2])) for k in range(2)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            two = 1280 / (time.perf_counter() - started)
+            rows.append(
+                {"variant": variant, "round": round_number, "one_session_qps": round(one, 1),
+                 "two_single_thread_sessions_qps": round(two, 1)}
+            )  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=float, default=10.0, help="time cap of each level")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ceiling-only", action="store_true", help="only the model's own throughput (no servers)")
     args = parser.parse_args()
+    out = ROOT / "docs" / "results" / "serve-vs-infinity.json"
+    if args.ceiling_only:
+        report = json.loads(out.read_text())
+        report["model_ceiling_in_process"] = model_ceiling(distinct_queries())
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        return
     if not (PEER_VENV / "bin" / "infinity_emb").exists():
         sys.exit(f"no infinity in {PEER_VENV}: run `make infinity-venv` first")
     (ROOT / "runs").mkdir(exist_ok=True)
@@ -181,8 +228,8 @@ def main() -> None:
         },
         "search_c32_ours_int8": max(search_c32, key=lambda r: r["qps"]),
         "rounds": rounds,
+        "model_ceiling_in_process": model_ceiling(questions),
     }
-    out = ROOT / "docs" / "results" / "serve-vs-infinity.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     plot(levels, ROOT / "docs" / "images" / "serve-vs-infinity.png")
     print("| concurrency | ours int8 QPS (p99) | ours fp32 QPS (p99) | infinity-ONNX QPS (p99) | int8/inf | fp32/inf |")
