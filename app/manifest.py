@@ -46,6 +46,9 @@ class ModelManifest(BaseModel):
     created_at: str = ""
     base_model: dict | None = Field(None, description="with a merged adapter: the base's source and weights sha256")
     adapter: dict | None = Field(None, description="a LoRA adapter merged into the base: path, sha256, rank, targets")
+    optimizations: dict = Field(
+        default_factory=dict, description="graph optimisations applied per variant, and the ones measured and not kept"
+    )
 
     def onnx_path(self, model_dir: Path, variant: Variant) -> Path:
         relative = self.onnx_fp32 if variant == "fp32" else self.onnx_int8

@@ -229,6 +229,18 @@ def export_model(
             "fp32_ffn_down_projection_layers": list(int8_fp32_layers),
         }
         log.info("int8 gate: %s -> %s", figures, "servable" if manifest.int8_servable else "NOT servable")
+    manifest.optimizations = {
+        "fp32": [f"torch.onnx.export, opset {OPSET}", "ONNX Runtime ORT_ENABLE_ALL when a session opens"],
+        "not_applied": {
+            "onnxruntime.transformers BERT fusions (Attention, SkipLayerNormalization, BiasGelu)": "measured slower "
+            "on CPU in fp32 and as the base of int8 (docs/PERFORMANCE.md)",
+        },
+    }
+    if manifest.onnx_int8 is not None:
+        manifest.optimizations["int8"] = [
+            "quantize_dynamic from the fp32 graph: MatMul, per-channel QInt8",
+            "ONNX Runtime ORT_ENABLE_ALL when a session opens",
+        ]
     manifest.default_variant = "int8" if manifest.int8_servable else "fp32"
     manifest.parity["export_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(out / MODEL_MANIFEST, manifest)

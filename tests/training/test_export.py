@@ -26,6 +26,8 @@ def test_manifest_records_the_contract_and_parity(tiny_model: Path) -> None:
     assert manifest.default_variant == ("int8" if gate["servable"] else "fp32")
     assert (tiny_model / "onnx" / "model.onnx").is_file() and (tiny_model / "onnx" / "model.int8.onnx").is_file()
     assert len(manifest.fingerprint) == 64
+    assert "ORT_ENABLE_ALL" in " ".join(manifest.optimizations["fp32"])
+    assert "quantize_dynamic" in manifest.optimizations["int8"][0] and manifest.optimizations["not_applied"]
 
 
 def test_int8_below_the_bar_is_not_the_default(tmp_path: Path) -> None:
