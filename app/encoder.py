@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 Runtime = Literal["auto", "cpu", "cuda"]
 TextKind = Literal["query", "passage"]
+Spin = Literal["never", "during_calls", "always"]  # when ONNX Runtime threads spin-wait for work
 PLURAL: dict[str, str] = {"query": "queries", "passage": "passages"}
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -67,7 +68,7 @@ class OnnxEncoder:
         runtime: Runtime = "auto",
         intra_op_threads: int = 0,
         manifest: ModelManifest | None = None,
-        spin_threads: bool = False,
+        spin_threads: Spin = "during_calls",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.manifest = manifest or load_model_manifest(self.model_dir)
@@ -84,14 +85,14 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # One model call at a time uses every core (intra-op); inter-op parallelism only adds contention for a
-        # BERT graph. Threads spin while a call needs them (a lone query 5.3 vs 6.4 ms) and stop spinning when it
-        # ends (force_spinning_stop), so no core burns between calls that the HTTP event loop and tokenizer need;
-        # spin_threads keeps them spinning between calls too (measured in docs/PERFORMANCE.md).
+        # BERT graph. By default threads spin while a call needs them (a lone query 5.3 vs 6.4 ms) and stop when
+        # it ends (force_spinning_stop), so no core burns between calls that the HTTP event loop and tokenizer
+        # need (measured in docs/PERFORMANCE.md).
         options.intra_op_num_threads = intra_op_threads if intra_op_threads > 0 else (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        if not spin_threads:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin_threads == "never" else "1")
+        if spin_threads == "during_calls":
             options.add_session_config_entry("session.force_spinning_stop", "1")
         self.session = ort.InferenceSession(str(onnx_path), options, providers=choose_providers(runtime))
         self.providers = self.session.get_providers()

@@ -73,8 +73,10 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(0.0, ge=0, description="dynamic batching: extra wait for more requests (0 = none)")
     max_queue: int = Field(2048, ge=1, description="requests waiting to be encoded beyond this get 503")
     query_cache_size: int = Field(10000, ge=0, description="query embeddings kept (LRU) for repeated queries; 0 = off")
-    spin_threads: bool = Field(
-        False, description="let ONNX Runtime threads spin between calls too, not only during one (burns idle CPU)"
+    spin_threads: Literal["never", "during_calls", "always"] = Field(
+        "during_calls",
+        description="ONNX Runtime threads spin while a model call needs them (during_calls), also between calls "
+        "(always: burns idle CPU), or never",
     )
     snapshot_every: int = Field(1000, ge=1, description="writes between background snapshots")
     write_api_keys: Keys = Field(default_factory=list, description="comma-separated keys for writes; none = no writes")

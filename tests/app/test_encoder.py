@@ -82,10 +82,12 @@ def test_missing_onnx_file_names_the_path(tiny_model: Path, tmp_path: Path) -> N
 
 def test_threads_spin_during_a_call_and_stop_after_it(tiny_model: Path) -> None:
     """Spinning during a call makes a lone query faster; stopping after it keeps idle cores free for HTTP
-    (docs/PERFORMANCE.md); `spin_threads` keeps them spinning between calls too."""
+    (docs/PERFORMANCE.md); `spin_threads` can keep them spinning between calls too, or never let them spin."""
     default = OnnxEncoder(tiny_model, runtime="cpu").session.get_session_options()
     assert default.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert default.get_session_config_entry("session.force_spinning_stop") == "1"
-    spinning = OnnxEncoder(tiny_model, runtime="cpu", spin_threads=True).session.get_session_options()
+    spinning = OnnxEncoder(tiny_model, runtime="cpu", spin_threads="always").session.get_session_options()
     with pytest.raises(RuntimeError, match="does not have configuration with key"):
         spinning.get_session_config_entry("session.force_spinning_stop")
+    never = OnnxEncoder(tiny_model, runtime="cpu", spin_threads="never").session.get_session_options()
+    assert never.get_session_config_entry("session.intra_op.allow_spinning") == "0"
