@@ -115,9 +115,7 @@ def copy_command(args: argparse.Namespace, settings: Settings) -> None:
         vectors, documents, manifest = source.index.snapshot_copy()
     finally:
         source.close()  # folds the logged writes into a snapshot when the index is writable
-    identity = CollectionIdentity(
-        manifest.model_name, manifest.model_fingerprint, manifest.model_variant, manifest.embedding_dim
-    )
+    identity = CollectionIdentity.of_index(manifest)
     started = time.perf_counter()
     store = connect_milvus(settings, identity)
     try:

@@ -7,6 +7,7 @@ aiohttp spends about a third of httpx's CPU per request, so the figures say more
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -82,6 +83,23 @@ async def _run(
         await asyncio.gather(*(client() for _ in range(concurrency)))
         result.seconds = time.perf_counter() - started
     return result
+
+
+def wait_until_up(process: subprocess.Popen, url: str, what: str, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; fail if ``process`` exits first or ``timeout_s`` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not start within {timeout_s:g} s")
 
 
 def run_load(

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadgen import LoadResult, run_load  # noqa: E402
+from benchmarks.loadgen import LoadResult, run_load, wait_until_up  # noqa: E402
 from tests.conftest import free_port, start_server, stop_server  # noqa: E402
 
 XQUAD = ROOT.parent / "shared" / "data" / "xquad-r"
@@ -50,18 +50,8 @@ def start_baseline(model_dir: Path, index_dir: Path) -> tuple[subprocess.Popen, 
         cwd=ROOT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    import httpx
-
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"baseline exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    raise TimeoutError("baseline did not start")
+    wait_until_up(process, f"{base}/ready", "baseline", 180)
+    return process, base
 
 
 def distinct_queries() -> list[str]:

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadgen import LoadResult, run_load  # noqa: E402
+from benchmarks.loadgen import LoadResult, run_load, wait_until_up  # noqa: E402
 from benchmarks.serve_load import distinct_queries  # noqa: E402
 from tests.conftest import free_port, start_server, stop_server  # noqa: E402
 
@@ -79,19 +79,8 @@ def start_peer(folder: Path) -> tuple[subprocess.Popen, str]:
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "INFINITY_ANONYMOUS_USAGE_STATS": "0"},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    import httpx
-
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"infinity exited with {process.returncode}; see runs/infinity.log")
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError("infinity did not start")
+    wait_until_up(process, f"{base}/health", "infinity (see runs/infinity.log)", 600)
+    return process, base
 
 
 def cpu_seconds(pid: int) -> float:

@@ -154,8 +154,7 @@ def ivf_recall(index_dir: Path, queries: np.ndarray, folder: Path) -> dict:
     exact = SearchIndex.load(index_dir)
     copy_into_milvus(index_dir, folder / "ivf.db", "ivf")
     store = MilvusStore(str(folder / "ivf.db"), "ivf")
-    manifest = exact.manifest
-    identity = CollectionIdentity(manifest.model_name, manifest.model_fingerprint, manifest.model_variant, exact.dim)
+    identity = CollectionIdentity.of_index(exact.manifest)
     store.open(identity)
     store.client.release_collection("ivf")
     store.client.drop_index("ivf", "vector")

@@ -35,7 +35,7 @@ import numpy as np
 
 from app.corpus import Document, Group, Hit
 from app.errors import GroupingError, InvalidRequest, StoreUnavailable
-from app.manifest import ManifestError, ModelManifest
+from app.manifest import IndexManifest, ManifestError, ModelManifest
 from app.settings import Settings
 from app.stores.base import Store, StoreHealth, is_scalar, top_groups
 
@@ -62,6 +62,11 @@ class CollectionIdentity:
     @classmethod
     def of_model(cls, model: ModelManifest, variant: str) -> CollectionIdentity:
         return cls(model.name, model.fingerprint, variant, model.embedding_dim)
+
+    @classmethod
+    def of_index(cls, index: IndexManifest) -> CollectionIdentity:
+        """The identity of an embedded index's vectors (what `copy` moves)."""
+        return cls(index.model_name, index.model_fingerprint, index.model_variant, index.embedding_dim)
 
     def describe(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -43,10 +43,7 @@ def milvus(tiny_index: Path, faiss_index: SearchIndex, tmp_path: Path) -> Iterat
 
 
 def identity_of(index: SearchIndex) -> CollectionIdentity:
-    manifest = index.manifest
-    return CollectionIdentity(
-        manifest.model_name, manifest.model_fingerprint, manifest.model_variant, manifest.embedding_dim
-    )
+    return CollectionIdentity.of_index(index.manifest)
 
 
 def ranking(hit_lists: list) -> list[list[tuple[str, float]]]:
