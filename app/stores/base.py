@@ -23,7 +23,6 @@ class StoreHealth:
     """What ``/ready`` and the metrics report about the store."""
 
     writable: bool
-    read_only_reason: str | None = None
     snapshot_error: str | None = None
     snapshot_failures: int = 0
     recovered_from: str | None = None
@@ -48,10 +47,6 @@ class Store(ABC):
     @abstractmethod
     def group_fields(self) -> list[str]:
         """Metadata fields that ``group_by`` accepts."""
-
-    @property
-    @abstractmethod
-    def writable(self) -> bool: ...
 
     @abstractmethod
     def search(

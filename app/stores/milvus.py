@@ -277,10 +277,6 @@ class MilvusStore(Store):
     def group_fields(self) -> list[str]:
         return sorted(key[6:] for key in self._catalog() if key.startswith("field:"))
 
-    @property
-    def writable(self) -> bool:
-        return True
-
     def check_group_field(self, group_by: str) -> None:
         """Known fields only (the catalog); a list or object value is refused when a search meets it."""
         if "field:" + group_by not in self._catalog() and "field:" + group_by not in self._catalog(refresh=True):

@@ -222,7 +222,6 @@ class Collection(Store):
     def health(self) -> StoreHealth:
         return StoreHealth(
             writable=self.writable,
-            read_only_reason=self.read_only_reason,
             snapshot_error=self.snapshot_error,
             snapshot_failures=self.snapshot_failures,
             recovered_from=self.recovered_from,
