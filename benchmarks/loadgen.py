@@ -7,10 +7,12 @@ aiohttp spends about a third of httpx's CPU per request, so the figures say more
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -83,6 +85,19 @@ async def _run(
         await asyncio.gather(*(client() for _ in range(concurrency)))
         result.seconds = time.perf_counter() - started
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(pid: int, url: str, payloads: list[dict], concurrency: int, seconds: float) -> tuple[LoadResult, float]:
+    """``run_load`` for ``seconds`` at most, and the cores the server process ``pid`` used meanwhile."""
+    before, started = cpu_seconds(pid), time.perf_counter()
+    result = run_load(url, payloads, concurrency, 10**6, seconds)
+    return result, (cpu_seconds(pid) - before) / (time.perf_counter() - started)
 
 
 def wait_until_up(process: subprocess.Popen, url: str, what: str, timeout_s: float) -> None:

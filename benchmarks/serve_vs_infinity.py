@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadgen import LoadResult, run_load, wait_until_up  # noqa: E402
+from benchmarks.loadgen import measure, run_load, wait_until_up  # noqa: E402
 from benchmarks.serve_load import distinct_queries  # noqa: E402
 from tests.conftest import free_port, start_server, stop_server  # noqa: E402
 
@@ -81,18 +81,6 @@ def start_peer(folder: Path) -> tuple[subprocess.Popen, str]:
     base = f"http://127.0.0.1:{port}"
     wait_until_up(process, f"{base}/health", "infinity (see runs/infinity.log)", 600)
     return process, base
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def measure(pid: int, url: str, payloads: list[dict], concurrency: int, seconds: float) -> tuple[LoadResult, float]:
-    """The load result and the cores the server used meanwhile."""
-    before, started = cpu_seconds(pid), time.perf_counter()
-    result = run_load(url, payloads, concurrency, 10**6, seconds)
-    return result, (cpu_seconds(pid) - before) / (time.perf_counter() - started)
 
 
 def model_ceiling(questions: list[str], rounds: int = 2) -> list[dict]:

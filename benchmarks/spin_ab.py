@@ -16,9 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadgen import run_load  # noqa: E402
+from benchmarks.loadgen import measure, run_load  # noqa: E402
 from benchmarks.serve_load import distinct_queries  # noqa: E402
-from benchmarks.serve_vs_infinity import MODEL, measure  # noqa: E402
+from benchmarks.serve_vs_infinity import MODEL  # noqa: E402
 from tests.conftest import start_server, stop_server  # noqa: E402
 
 
