@@ -255,7 +255,8 @@ class Sweep:
         for key, value in settings.items():
             command += [f"--{key.replace('_', '-')}", value if isinstance(value, str) else json.dumps(value)]
         started = time.perf_counter()
-        if not self.finished_before(name, settings):
+        kept = self.finished_before(name, settings)
+        if not kept:
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"{name} failed: {done.stderr[-2000:]}")
@@ -266,8 +267,9 @@ class Sweep:
             "seed": seed,
             "best_step": summary["best_step"],
             "stopped_early": summary["stopped_early"],
-            "train_seconds": round(time.perf_counter() - started, 1),
+            "train_seconds": round(time.perf_counter() - started, 1),  # training + dev evaluation, this call
             "train_loop_seconds": summary["seconds"],
+            "kept_from_before": kept,
             "dev": dev,
         }
         self.say(

@@ -32,7 +32,6 @@ RESULTS = ROOT / "docs" / "results"
 XQUAD = DATA / "xquad-r"
 SPLIT_FILE = DATA / "splits" / "xquad-r-articles.json"
 LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
-ZERO_SHOT = ["el", "vi"]  # never in the adapter's training data
 SLICE_ARTICLES = 2  # the first test articles of the split file: the reference slice
 # the figures reported per model and per seed (and own_language_top10, evaluate's own_language_share_top10)
 SEED_KEYS = ("mono_map", "cross_map", "multi_map", "rank_distance", "multi_hit1", "multi_hit10", "multi_group_hit10")
@@ -89,6 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     manifest = load_model_manifest(args.model)
+    recipe = yaml.safe_load(args.config.read_text(encoding="utf-8"))
     sweep = json.loads(args.sweep.read_text(encoding="utf-8"))
     seeds, seeds_mean_std = seeds_summary(sweep)
     _, previous_mean_std = seeds_summary(json.loads(args.previous_sweep.read_text(encoding="utf-8")))
@@ -107,9 +107,9 @@ def main() -> None:
         "served_variant": manifest.default_variant,
         "test_articles": figures,
         "int8_multi_map_loss": round(figures["fp32"]["multi_map"] - figures["int8"]["multi_map"], 4),
-        "zero_shot_languages": ZERO_SHOT,
+        "zero_shot_languages": [lang for lang in LANGUAGES if lang not in recipe["languages"]],  # never trained on
         "recipe": sweep["chosen"]["recipe"],
-        "served_seed": yaml.safe_load(args.config.read_text(encoding="utf-8"))["seed"],
+        "served_seed": recipe["seed"],
         "seeds": seeds,
         "seeds_mean_std": seeds_mean_std,
         "round1_recipe_seeds_mean_std": previous_mean_std,
