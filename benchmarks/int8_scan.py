@@ -2,7 +2,7 @@
 speed (batches of 32) and XQuAD-R mAP on the dev articles (tune on dev; report on test: benchmarks/serve_load.py).
 
     python benchmarks/int8_scan.py --sets "" "4" "3,4" "4,5" "3,4,5" "2,3,4,5"
-Prints one JSON line per set (multi/cross/mono mAP, queries/s, speed vs fp32); the chosen default lives in
+Prints one JSON line per set (multi/cross/mono mAP, rank distance, queries/s, speed vs fp32); the chosen default lives in
 training/export.py (INT8_FP32_LAYERS).
 """
 
@@ -59,7 +59,8 @@ def main() -> None:
     figures = evaluate(Embedder(fp32, "fp32"), data)
     print(json.dumps({"fp32_layers": "all (fp32 model)", "queries_per_s": round(reference),
                       "multi": round(figures["multi_map"], 4), "cross": round(figures["cross_map"], 4),
-                      "mono": round(figures["mono_map"], 4)}), flush=True)  # fmt: skip
+                      "mono": round(figures["mono_map"], 4), "rank_distance": round(figures["rank_distance"], 1)}),
+          flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for layer_set in args.sets:
             layers = tuple(int(n) for n in layer_set.split(",") if n.strip())
@@ -72,7 +73,8 @@ def main() -> None:
             figures = evaluate(Embedder(encoder, f"int8 {layers}"), data)
             print(json.dumps({"fp32_layers": list(layers), "queries_per_s": round(speed),
                               "speed_vs_fp32": round(speed / reference, 2), "multi": round(figures["multi_map"], 4),
-                              "cross": round(figures["cross_map"], 4), "mono": round(figures["mono_map"], 4)}),
+                              "cross": round(figures["cross_map"], 4), "mono": round(figures["mono_map"], 4),
+                              "rank_distance": round(figures["rank_distance"], 1)}),
                   flush=True)  # fmt: skip
 
 
