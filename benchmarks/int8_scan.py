@@ -2,8 +2,8 @@
 speed (batches of 32) and XQuAD-R mAP on the dev articles (tune on dev; report on test: benchmarks/serve_load.py).
 
     python benchmarks/int8_scan.py --sets "" "4" "3,4" "4,5" "3,4,5" "2,3,4,5"
-Prints one JSON line per set (multi/cross/mono mAP, rank distance, queries/s, speed vs fp32); the chosen default lives in
-training/export.py (INT8_FP32_LAYERS).
+Prints one JSON line per set (multi/cross/mono mAP, rank distance, queries/s, speed vs fp32); the chosen default
+lives in training/export.py (INT8_FP32_LAYERS).
 """
 
 from __future__ import annotations

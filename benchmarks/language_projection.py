@@ -95,7 +95,7 @@ def main() -> None:
         "query": language_means(embedder.encode([t for _, t in questions], "query"), [lang for lang, _ in questions]),
     }
     dev = load_retrieval_set(XQUAD, LANGUAGES, load_split_titles(SPLIT_FILE, "dev"))
-    language_of = {
+    language_of = {  # a text written alike in two languages (a name, a number) takes the later one's mean
         "passage": dict(zip(dev.candidates, dev.candidate_lang, strict=True)),
         "query": {text: lang for lang in LANGUAGES for _, text in dev.questions[lang]},
     }
