@@ -5,9 +5,10 @@ Two halves, because the GPU machine takes at most 64 MiB per call and has no PyP
     python benchmarks/adapter_sweep.py pack --out .gpu        # here: a pruned copy of the model + the data
     python benchmarks/adapter_sweep.py run --pack .gpu --out "$OUT" --workers 8   # there
 
-Round 3 (``languages``) runs on this CPU machine, on the full base model and ``../shared/data``:
+Rounds 3 and later (``challenge <name>``: one change to round 2's recipe against it) run on this CPU machine, on
+the full base model and ``../shared/data``:
 
-    .venv/bin/python benchmarks/adapter_sweep.py languages --out runs/round3   # ~30 min per training run
+    .venv/bin/python benchmarks/adapter_sweep.py challenge l11 --out runs/round3   # ~30-40 min per training run
 
 ``pack`` keeps the vocabulary rows that XQuAD-R (all articles, 11 languages, with the prefixes) uses: 52k of 250k.
 The Unigram tokenizer restricted to those pieces segments every XQuAD-R text exactly as the full one does (the
@@ -98,11 +99,16 @@ ROUND2 = {
 }
 FIRST_HITS = ("multi_hit1", "multi_hit10")
 
-# Round 3 (``languages``, on the CPU): round 2's chosen recipe on the train articles in all eleven languages (el and
-# vi were held out as zero-shot languages, as in the paper). Rule written before any run: seed 2 first; seeds 42 and
-# 1 only if it beats round 2's seed 2 on dev multi mAP by NOISE with mono >= the floor; then round 2's three-seed
-# rule against round 2's chosen seeds. Patience 1 for CPU time: on round 2's seeds it picks the same checkpoints.
-ROUND3 = {"languages": LANGUAGES, "patience": 1}
+# Challengers (``challenge``, on the CPU): one change each to round 2's chosen recipe. Rule written before any run:
+# seed 2 first; seeds 42 and 1 only if it beats round 2's seed 2 on dev multi mAP by NOISE with mono >= the floor;
+# then round 2's three-seed rule against round 2's chosen seeds. Patience 1 for CPU time: on round 2's seeds it picks
+# the same checkpoints as patience 6.
+CHALLENGERS = {
+    # round 3: all eleven languages (el and vi were held out as zero-shot languages, as in the paper)
+    "l11": {"languages": LANGUAGES},
+    # round 4: two hard negatives per pair in the query's language (round 2's strongest change, with more of them)
+    "hn2-query": {"hard_negatives_per_pair": 2},
+}
 
 
 # -- pack (here) ---------------------------------------------------------------------------------------------
@@ -459,8 +465,8 @@ def refine(pack_dir: Path, out: Path, workers: int, round1: Path) -> None:
     test_seeds(sweep, chosen, seeds)
 
 
-def languages(out: Path, work: Path, round2: Path) -> None:
-    """Round 3 on this machine (ROUND3 and its rule, above)."""
+def challenge(name: str, out: Path, work: Path, round2: Path) -> None:
+    """One challenger against round 2's recipe, on this machine (CHALLENGERS and their rule, above)."""
     second = json.loads(round2.read_text())
     floor = second["shipped"]["floor"]
     recipe2, chosen2 = second["chosen"]["recipe"], second["chosen"]["candidate"]
@@ -470,24 +476,25 @@ def languages(out: Path, work: Path, round2: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     sweep = Sweep(SHARED, MODEL_DIR, work, out, workers=1)
     sweep.results["round2"] = {"candidate": chosen2, "recipe": recipe2, "dev": reference, "floor": floor}
-    sweep.run_all({"l11-seed2": (ROUND3, 2)}, recipe2)
-    first = sweep.results["l11-seed2"]["dev"]
+    change = {**CHALLENGERS[name], "patience": 1}
+    sweep.run_all({f"{name}-seed2": (change, 2)}, recipe2)
+    first = sweep.results[f"{name}-seed2"]["dev"]
     if not (first["multi_map"] > reference[2]["multi_map"] + NOISE and first["mono_map"] >= floor):
         sweep.results["chosen"] = {"candidate": chosen2, "why": "seed 2 did not beat round 2's seed 2 by NOISE"}
         sweep.save()
-        sweep.say(f"eleven languages: no gain on dev ({first['multi_map']} vs {reference[2]['multi_map']})")
+        sweep.say(f"{name}: no gain on dev ({first['multi_map']} vs {reference[2]['multi_map']})")
         return
-    sweep.run_all({f"l11-seed{s}": (ROUND3, s) for s in seeds[:2]}, recipe2)
-    runs = [sweep.results[f"l11-seed{s}"]["dev"] for s in seeds]
-    sweep.results["dev_means"] = {"l11": dev_means(runs), chosen2: dev_means(list(reference.values()))}
+    sweep.run_all({f"{name}-seed{s}": (change, s) for s in seeds[:2]}, recipe2)
+    runs = [sweep.results[f"{name}-seed{s}"]["dev"] for s in seeds]
+    sweep.results["dev_means"] = {name: dev_means(runs), chosen2: dev_means(list(reference.values()))}
     if not beats(runs, list(reference.values()), floor):
         sweep.results["chosen"] = {"candidate": chosen2, "why": "the three-seed mean did not beat round 2's"}
         sweep.save()
-        sweep.say(f"eleven languages: no three-seed gain on dev: {sweep.results['dev_means']}")
+        sweep.say(f"{name}: no three-seed gain on dev: {sweep.results['dev_means']}")
         return
-    sweep.results["chosen"] = {"candidate": "l11", "recipe": {**recipe2, **ROUND3}}
-    sweep.say(f"chosen on dev: eleven languages {sweep.results['dev_means']}")
-    test_seeds(sweep, "l11", seeds)
+    sweep.results["chosen"] = {"candidate": name, "recipe": {**recipe2, **change}}
+    sweep.say(f"chosen on dev: {name} {sweep.results['dev_means']}")
+    test_seeds(sweep, name, seeds)
 
 
 def main() -> None:
@@ -504,9 +511,10 @@ def main() -> None:
     f.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "sweep-out")))
     f.add_argument("--workers", type=int, default=16)
     f.add_argument("--round1", type=Path, default=ROOT / "docs" / "results" / "adapter-sweep.json")
-    g = sub.add_parser("languages", help="round 3 on this machine: all eleven training languages")
-    g.add_argument("--out", type=Path, default=ROOT / "runs" / "round3", help="sweep.json, log, adapters")
-    g.add_argument("--work", type=Path, default=Path("/tmp/round3"), help="runs, models and evaluations")
+    g = sub.add_parser("challenge", help="rounds 3+ on this machine: one change to round 2's recipe")
+    g.add_argument("name", choices=sorted(CHALLENGERS))
+    g.add_argument("--out", type=Path, help="sweep.json, log, adapters (default runs/<name>)")
+    g.add_argument("--work", type=Path, help="runs, models and evaluations (default /tmp/<name>)")
     g.add_argument("--round2", type=Path, default=ROOT / "docs" / "results" / "adapter-sweep-round2.json")
     args = parser.parse_args()
     if args.command == "pack":
@@ -516,7 +524,7 @@ def main() -> None:
     elif args.command == "refine":
         refine(args.pack, args.out, args.workers, args.round1)
     else:
-        languages(args.out, args.work, args.round2)
+        challenge(args.name, args.out or ROOT / "runs" / args.name, args.work or Path("/tmp") / args.name, args.round2)
 
 
 if __name__ == "__main__":
