@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -288,8 +289,6 @@ class Sweep:
 
     def finished_before(self, name: str, settings: dict) -> bool:
         """A run that finished in this work folder with these settings (e.g. before a session ended) is kept."""
-        import yaml
-
         run = self.work / "runs" / name
         if not (run / "summary.json").is_file():
             return False
@@ -346,7 +345,7 @@ def start(pack_dir: Path, out: Path, workers: int) -> Sweep:
     sweep = Sweep(work / "data", model, work, out, workers)
     import torch
 
-    sweep.say(f"torch {torch.__version__}, {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}")
+    sweep.say(f"torch {torch.__version__}, {torch.cuda.get_device_name(0) if sweep.gpu else 'CPU'}")
     return sweep
 
 
