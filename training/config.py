@@ -63,6 +63,8 @@ class TrainConfig:
         default_factory=lambda: ["query", "key", "value", "output.dense", "intermediate.dense"]
     )  # modules that get LoRA: every attention and feed-forward projection of every layer (training/lora.py)
     adapter_dir: str = ""  # LoRA runs: where the best adapter is written too (always: <final model>/adapter)
+    # A local rebuild of a hub model trains on a path that means nothing to peft users elsewhere.
+    adapter_base_name: str = ""  # LoRA runs: the base named in adapter_config.json (e.g. a hub id); "" = model
     lr: float = 3e-5  # AdamW learning rate (peak, after warm-up)
     weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorms)
     warmup_ratio: float = 0.1  # share of max_steps with a linear warm-up
@@ -111,8 +113,9 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.pad_bucket < 0:
             raise ConfigError(f"pad_bucket must be 0 (per device) or positive, got {self.pad_bucket}")
-        if self.adapter_dir and not self.uses_lora:
-            raise ConfigError("adapter_dir is only for LoRA runs (lora_rank > 0)")
+        for key in ("adapter_dir", "adapter_base_name"):
+            if getattr(self, key) and not self.uses_lora:
+                raise ConfigError(f"{key} is only for LoRA runs (lora_rank > 0)")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,7 +198,7 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 def config_digest(config: TrainConfig) -> str:
     """Settings that must match for a checkpoint to be resumed (everything but bookkeeping)."""
-    bookkeeping = ("resume", "export_onnx", "threads", "adapter_dir")
+    bookkeeping = ("resume", "export_onnx", "threads", "adapter_dir", "adapter_base_name")
     keep = {k: v for k, v in config.to_dict().items() if k not in bookkeeping}
     return json.dumps(keep, sort_keys=True)
 

@@ -65,9 +65,9 @@ def finish(config: TrainConfig, trainer: Trainer, summary: dict) -> Path:
         trainer.loaded.tokenizer.save_pretrained(source)
     if config.uses_lora:
         shutil.rmtree(out, ignore_errors=True)
-        adapter = copy_adapter(source, out / "adapter")
+        adapter = copy_adapter(source, out / "adapter", config.adapter_base_name)
         if config.adapter_dir:
-            copy_adapter(source, Path(config.adapter_dir))
+            copy_adapter(source, Path(config.adapter_dir), config.adapter_base_name)
             summary["adapter_dir"] = config.adapter_dir
         if not config.export_onnx:
             save_hf_folder(merge_adapter(load_encoder(config.model), adapter), out)
@@ -96,13 +96,18 @@ def finish(config: TrainConfig, trainer: Trainer, summary: dict) -> Path:
     return out
 
 
-def copy_adapter(source: Path, dest: Path) -> Path:
-    """The adapter files of a saved peft model folder -> ``dest`` (written beside it, then renamed into place)."""
+def copy_adapter(source: Path, dest: Path, base_name: str = "") -> Path:
+    """The adapter files of a saved peft model folder -> ``dest`` (written beside it, then renamed into place);
+    ``base_name``, when given, replaces the base model path recorded in the adapter's config."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         shutil.copyfile(source / name, tmp / name)
+    if base_name:
+        adapter_config = json.loads((tmp / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        adapter_config["base_model_name_or_path"] = base_name
+        (tmp / ADAPTER_CONFIG).write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

@@ -115,12 +115,21 @@ def test_lora_run_writes_the_adapter_and_the_merged_model(
 
     adapter_dir = tmp_path / "shipped"
     config = tiny_config(
-        tmp_path, tiny_model, parallel_jsonl, lora_rank=4, lora_alpha=8.0, lr=3e-3, adapter_dir=str(adapter_dir)
+        tmp_path,
+        tiny_model,
+        parallel_jsonl,
+        lora_rank=4,
+        lora_alpha=8.0,
+        lr=3e-3,
+        adapter_dir=str(adapter_dir),
+        adapter_base_name="org/tiny-bert",
     )
     trainer = make_trainer(config, parallel_jsonl)
     out = finish(config, trainer, trainer.fit())
     for folder in (out / "adapter", adapter_dir):
         assert sorted(p.name for p in folder.iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
+        adapter_config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        assert adapter_config["base_model_name_or_path"] == "org/tiny-bert" and adapter_config["r"] == 4
     assert sha256_file(out / "adapter" / ADAPTER_WEIGHTS) == sha256_file(adapter_dir / ADAPTER_WEIGHTS)
     merged = embed(out)  # a plain HF folder: base + adapter folded in
     np.testing.assert_allclose(merged, embed(merge_adapter(load_encoder(tiny_model), adapter_dir)), atol=1e-6)
@@ -131,6 +140,8 @@ def test_lora_settings_that_do_not_fit_together_are_refused() -> None:
         build_config(None, {"lora_rank": 8, "freeze_embeddings": False})
     with pytest.raises(ConfigError, match="only for LoRA runs"):
         build_config(None, {"adapter_dir": "models/adapters/x"})
+    with pytest.raises(ConfigError, match="adapter_base_name is only for LoRA runs"):
+        build_config(None, {"adapter_base_name": "org/model"})
     with pytest.raises(ConfigError, match="lora_rank must be"):
         build_config(None, {"lora_rank": -1})
     config = build_config(None, {"lora_rank": "16", "lora_targets": "query,value"})
