@@ -3,7 +3,7 @@
     python benchmarks/default_model_report.py              # after `make models`; ~15 min on 2 cores
 
 Writes ``docs/results/default-model.json`` (fp32 and int8 of the served default, the chosen recipe's three seeds
-from ``docs/results/adapter-sweep-round2.json`` beside round 1's from ``adapter-sweep.json``) and the adapter's
+from ``--sweep`` beside the previous recipe's from ``--previous-sweep``) and the adapter's
 reference figures on a fixed slice of the test articles (``models/adapters/<name>/reference_slice.json``), which
 ``tests/training/test_default_adapter.py`` checks after merging and exporting the adapter again.
 """
@@ -112,8 +112,9 @@ def main() -> None:
         "served_seed": recipe["seed"],
         "seeds": seeds,
         "seeds_mean_std": seeds_mean_std,
-        "round1_recipe_seeds_mean_std": previous_mean_std,
-        "command": "python benchmarks/default_model_report.py",
+        "previous_recipe_seeds_mean_std": previous_mean_std,
+        "previous_recipe_sweep": args.previous_sweep.name,
+        "command": " ".join(["python benchmarks/default_model_report.py", *sys.argv[1:]]),
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     reference = slice_figures(OnnxEmbedder(args.model, "fp32"))
