@@ -36,7 +36,7 @@ from benchmarks.int8_scan import Embedder  # noqa: E402
 from benchmarks.serve_load import SPLITS, XQUAD  # noqa: E402
 from training.data import load_split_titles  # noqa: E402
 from training.evaluate import evaluate, load_retrieval_set  # noqa: E402
-from training.export import INT8_FP32_LAYERS, int8_excluded_nodes  # noqa: E402
+from training.export import INT8_FP32_LAYERS, export_int8  # noqa: E402
 
 N_LAYERS = 12
 
@@ -93,24 +93,6 @@ def smoothed(fp32_path: Path, absmax: dict[str, np.ndarray], alpha: float) -> on
     return model
 
 
-def quantise(fp32_path: Path, out: Path, keep: str) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    layers = tuple(range(N_LAYERS)) if keep == "ffn" else INT8_FP32_LAYERS
-    excluded = int8_excluded_nodes(fp32_path, layers)
-    if keep and keep != "ffn":
-        graph = onnx.load(str(fp32_path), load_external_data=False).graph
-        excluded += [n.name for n in graph.node if n.op_type == "MatMul" and keep in n.name]
-    quantize_dynamic(
-        fp32_path,
-        out,
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models/multilingual-e5-small-hybrid")
@@ -140,7 +122,8 @@ def main() -> None:
                 onnx.save(smoothed(fp32_path, absmax, alpha), str(source))
             for index, keep in enumerate(args.keep):
                 int8_path = Path(tmp) / f"int8-{alpha}-{index}.onnx"
-                quantise(source, int8_path, keep)
+                layers = tuple(range(N_LAYERS)) if keep == "ffn" else INT8_FP32_LAYERS
+                export_int8(source, int8_path, layers, (keep,) if keep and keep != "ffn" else ())
                 variant = manifest.model_copy(update={"onnx_int8": str(int8_path)})
                 label = f"alpha {alpha}, fp32 also: {keep or '-'}"
                 figures = evaluate(Embedder(OnnxEncoder(args.model_dir, "int8", "cpu", manifest=variant), label), dev)

@@ -111,10 +111,18 @@ def int8_excluded_nodes(fp32_path: Path, layers: tuple[int, ...] = INT8_FP32_LAY
     ]
 
 
-def export_int8(fp32_path: Path, path: Path, fp32_layers: tuple[int, ...] = INT8_FP32_LAYERS) -> list[str]:
+def export_int8(
+    fp32_path: Path, path: Path, fp32_layers: tuple[int, ...] = INT8_FP32_LAYERS, fp32_name_parts: tuple[str, ...] = ()
+) -> list[str]:
+    """Dynamic int8 of the MatMuls; those of ``fp32_layers``' FFN down-projections and any whose node name contains
+    one of ``fp32_name_parts`` (for diagnostics: benchmarks/int8_smoothing.py) stay fp32. Returns the fp32 nodes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     excluded = int8_excluded_nodes(fp32_path, fp32_layers)
+    if fp32_name_parts:
+        graph = onnx.load(str(fp32_path), load_external_data=False).graph
+        matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and n.name not in excluded]
+        excluded += [name for name in matmuls if any(part in name for part in fp32_name_parts)]
     tmp = path.with_name(path.name + ".tmp")
     quantize_dynamic(
         fp32_path,

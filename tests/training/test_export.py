@@ -52,3 +52,19 @@ def test_export_to_a_new_folder_copies_a_complete_hf_model(tiny_model: Path, tmp
     assert manifest.source == str(source) and manifest.onnx_int8 is None
     for name in ("config.json", "model.safetensors", "tokenizer.json", "manifest.json", "onnx/model.onnx"):
         assert (out / name).is_file(), name
+
+
+def test_int8_keeps_the_named_matmuls_in_fp32(tiny_model: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from training.export import export_int8
+
+    fp32_path = tiny_model / "onnx" / "model.onnx"
+    nodes = onnx.load(str(fp32_path)).graph.node
+    ffn_up = [n.name for n in nodes if "intermediate/" in n.name and n.op_type == "MatMul"]
+    excluded = export_int8(fp32_path, tmp_path / "int8.onnx", fp32_layers=(), fp32_name_parts=("intermediate/",))
+    assert ffn_up and sorted(excluded) == sorted(ffn_up)
+    int8_graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    still_fp32 = {n.name for n in int8_graph.node if n.op_type == "MatMul"}
+    assert set(ffn_up) <= still_fp32  # kept as float MatMuls ...
+    assert any(n.op_type == "MatMulInteger" for n in int8_graph.node)  # ... while the other projections are int8
