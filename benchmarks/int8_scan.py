@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.encoder import OnnxEncoder  # noqa: E402
 from app.manifest import load_model_manifest  # noqa: E402
-from benchmarks.serve_load import SPLITS, XQUAD, sixty_word_passages  # noqa: E402
+from benchmarks.serve_load import SPLITS, XQUAD, interleaved_rates, sixty_word_passages  # noqa: E402
 from training.data import load_split_titles  # noqa: E402
 from training.evaluate import evaluate, load_retrieval_set  # noqa: E402
 from training.export import export_int8  # noqa: E402
@@ -33,20 +32,6 @@ class Embedder:
 
     def encode(self, texts: list[str], kind: str) -> object:
         return self.encoder.encode(texts, kind, 64)  # type: ignore[arg-type]
-
-
-def interleaved_rates(encoders: dict[str, OnnxEncoder], texts: list[str], kind: str, rounds: int) -> dict:
-    """Texts per second of each encoder (batches of 32), best of ``rounds`` interleaved rounds: machine noise hits
-    every variant alike, so the ratios hold where the absolute rates do not."""
-    for encoder in encoders.values():
-        encoder.encode(texts[:32], kind, 32)  # type: ignore[arg-type]
-    seconds: dict[str, list[float]] = {name: [] for name in encoders}
-    for _ in range(rounds):
-        for name, encoder in encoders.items():
-            started = time.perf_counter()
-            encoder.encode(texts, kind, 32)  # type: ignore[arg-type]
-            seconds[name].append(time.perf_counter() - started)
-    return {name: len(texts) / min(times) for name, times in seconds.items()}
 
 
 def main() -> None:
@@ -69,8 +54,14 @@ def main() -> None:
             variant = manifest.model_copy(update={"onnx_int8": str(path)})
             name = ",".join(map(str, layers)) or "none"
             encoders[name] = OnnxEncoder(args.model_dir, "int8", "cpu", manifest=variant)
-        rates = {kind: interleaved_rates(encoders, texts, kind, args.rounds)
-                 for kind, texts in (("query", queries), ("passage", passages))}  # fmt: skip
+        runners = {
+            name: (lambda texts, kind, e=encoder: e.encode(texts, kind, 32)) for name, encoder in encoders.items()
+        }
+        rates: dict[str, dict[str, float]] = {}
+        for kind, texts in (("query", queries), ("passage", passages)):
+            for run in runners.values():
+                run(texts[:32], kind)  # warm-up: the first call of a session pays for allocations
+            rates[kind] = interleaved_rates(runners, texts, kind, args.rounds)
         if not args.skip_quality:
             languages = sorted(p.stem for p in XQUAD.glob("*.json"))
             data = load_retrieval_set(XQUAD, languages, load_split_titles(SPLITS, args.split))

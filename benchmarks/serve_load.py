@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from app.stores.embedded.collection import Collection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +152,20 @@ def sixty_word_passages(n: int = 256) -> list[str]:
     return [" ".join(text.split()[:60]) for text in spaced if len(text.split()) >= 60][:n]
 
 
+def interleaved_rates(
+    backends: dict[str, Callable[[list[str], str], object]], texts: list[str], kind: str, rounds: int
+) -> dict[str, float]:
+    """Texts per second of each backend, best of ``rounds`` interleaved rounds: machine noise hits every backend
+    alike, so the ratios hold where the absolute rates do not."""
+    seconds: dict[str, list[float]] = {name: [] for name in backends}
+    for _ in range(rounds):
+        for name, run in backends.items():
+            started = time.perf_counter()
+            run(texts, kind)
+            seconds[name].append(time.perf_counter() - started)
+    return {name: len(texts) / min(times) for name, times in seconds.items()}
+
+
 def encode_section(args: argparse.Namespace) -> dict:
     import torch
 
@@ -172,13 +188,7 @@ def encode_section(args: argparse.Namespace) -> dict:
         "torch_threads": torch.get_num_threads(),
     }
     for kind, texts in (("passage", passages), ("query", queries)):
-        seconds: dict[str, list[float]] = {name: [] for name in backends}
-        for _ in range(args.rounds):  # interleaved rounds: machine noise hits every backend alike
-            for name, run in backends.items():
-                started = time.perf_counter()
-                run(texts, kind)
-                seconds[name].append(time.perf_counter() - started)
-        rates = {name: round(len(texts) / min(s), 1) for name, s in seconds.items()}
+        rates = {name: round(rate, 1) for name, rate in interleaved_rates(backends, texts, kind, args.rounds).items()}
         result[f"{PLURAL[kind]}_per_s"] = rates
         result[f"{kind}_speedup_vs_onnx_fp32"] = {n: round(v / rates["onnx fp32"], 2) for n, v in rates.items()}
     print(json.dumps(result), flush=True)

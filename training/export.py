@@ -100,29 +100,28 @@ def export_fp32(loaded: LoadedEncoder, path: Path, opset: int = OPSET) -> None:
 INT8_FP32_LAYERS = (3, 4, 5)
 
 
-def int8_excluded_nodes(fp32_path: Path, layers: tuple[int, ...] = INT8_FP32_LAYERS) -> list[str]:
-    """The FFN down-projection MatMuls (``layer.N/output/dense``) of the given layers."""
+def int8_excluded_nodes(
+    fp32_path: Path, layers: tuple[int, ...] = INT8_FP32_LAYERS, name_parts: tuple[str, ...] = ()
+) -> list[str]:
+    """The FFN down-projection MatMuls (``layer.N/output/dense``) of the given layers, and every MatMul whose node
+    name contains one of ``name_parts`` (for diagnostics: benchmarks/int8_smoothing.py)."""
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
     wanted = {f"layer.{n}/output/dense/" for n in layers}
-    return [
-        node.name
-        for node in graph.node
-        if node.op_type == "MatMul" and "/attention/" not in node.name and any(w in node.name for w in wanted)
-    ]
+
+    def kept_fp32(name: str) -> bool:
+        ffn_down = "/attention/" not in name and any(w in name for w in wanted)
+        return ffn_down or any(part in name for part in name_parts)
+
+    return [node.name for node in graph.node if node.op_type == "MatMul" and kept_fp32(node.name)]
 
 
 def export_int8(
     fp32_path: Path, path: Path, fp32_layers: tuple[int, ...] = INT8_FP32_LAYERS, fp32_name_parts: tuple[str, ...] = ()
 ) -> list[str]:
-    """Dynamic int8 of the MatMuls; those of ``fp32_layers``' FFN down-projections and any whose node name contains
-    one of ``fp32_name_parts`` (for diagnostics: benchmarks/int8_smoothing.py) stay fp32. Returns the fp32 nodes."""
+    """Dynamic int8 of the MatMuls but those int8_excluded_nodes names, which stay fp32. Returns those nodes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    excluded = int8_excluded_nodes(fp32_path, fp32_layers)
-    if fp32_name_parts:
-        graph = onnx.load(str(fp32_path), load_external_data=False).graph
-        matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and n.name not in excluded]
-        excluded += [name for name in matmuls if any(part in name for part in fp32_name_parts)]
+    excluded = int8_excluded_nodes(fp32_path, fp32_layers, fp32_name_parts)
     tmp = path.with_name(path.name + ".tmp")
     quantize_dynamic(
         fp32_path,
