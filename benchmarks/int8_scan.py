@@ -3,8 +3,9 @@ passage speed (batches of 32, interleaved rounds) and XQuAD-R mAP on the dev art
 benchmarks/serve_load.py).
 
     python benchmarks/int8_scan.py --sets "" "4" "3,4" "4,5" "3,4,5" "2,3,4,5"
-Prints one JSON line per set (queries/s and passages/s with their ratio to fp32; multi/cross/mono mAP and rank
-distance unless --skip-quality); the chosen default lives in training/export.py (INT8_FP32_LAYERS).
+Prints one JSON line per set (queries/s and passages/s with their ratio to fp32; multi/cross/mono mAP, rank
+distance and multi Hit@1/Hit@10 unless --skip-quality; with --fp32-passages the same figures for the set's queries
+against an fp32-encoded corpus); the chosen default lives in training/export.py (INT8_FP32_LAYERS).
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from training.export import export_int8  # noqa: E402
 
 
 class Embedder:
-    def __init__(self, encoder: OnnxEncoder, name: str) -> None:
-        self.encoder, self.name = encoder, name
+    """Queries through one graph, passages through another (the same one unless an index is built in fp32)."""
+
+    def __init__(self, name: str, queries: OnnxEncoder, passages: OnnxEncoder | None = None) -> None:
+        self.name, self.queries, self.passages = name, queries, passages or queries
 
     def encode(self, texts: list[str], kind: str) -> object:
-        return self.encoder.encode(texts, kind, 64)  # type: ignore[arg-type]
+        encoder = self.queries if kind == "query" else self.passages
+        return encoder.encode(texts, kind, 64)  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -41,6 +45,11 @@ def main() -> None:
     parser.add_argument("--split", default="dev")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds")
     parser.add_argument("--skip-quality", action="store_true", help="speed only")
+    parser.add_argument(
+        "--fp32-passages",
+        action="store_true",
+        help="also measure each int8 graph's queries against passages encoded by the fp32 graph (an fp32 index)",
+    )
     args = parser.parse_args()
     manifest = load_model_manifest(args.model_dir)
     queries = [json.loads(line)["query"] for line in (ROOT / "data/demo/queries.jsonl").open(encoding="utf-8")]
@@ -71,9 +80,16 @@ def main() -> None:
                 row[f"{kind}_per_s"] = round(by_name[name], 1)
                 row[f"{kind}_speed_vs_fp32"] = round(by_name[name] / by_name["fp32"], 2)
             if not args.skip_quality:
-                figures = evaluate(Embedder(encoder, name), data)
-                row |= {k: round(figures[k], 4) for k in ("multi_map", "cross_map", "mono_map", "rank_distance")}
+                row |= quality(evaluate(Embedder(name, encoder), data))
+                if args.fp32_passages and name != "fp32":
+                    mixed = evaluate(Embedder(f"{name} / fp32 passages", encoder, encoders["fp32"]), data)
+                    row |= {f"fp32_passages_{k}": v for k, v in quality(mixed).items()}
             print(json.dumps(row), flush=True)
+
+
+def quality(figures: dict) -> dict[str, float]:
+    keys = ("multi_map", "cross_map", "mono_map", "rank_distance", "multi_hit1", "multi_hit10")
+    return {k: round(figures[k], 4) for k in keys}
 
 
 if __name__ == "__main__":
