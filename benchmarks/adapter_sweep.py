@@ -120,6 +120,10 @@ CHALLENGERS = {
     # round 7, against round 5's recipe: dropout 0.1 on the LoRA branch. The dev loss turns up after ~50 steps
     # whatever the schedule (round 6): overfitting 28 train articles, which dropout is the standard brake on.
     "dropout01": ({"lora_dropout": 0.1}, RESULTS_DIR / "adapter-sweep-round5.json"),
+    # round 8, against round 5's recipe: each query's answer also in one other language of its group as a second
+    # positive (training/loss.py). The multilingual pool, and its rank distance, ask for every language's version
+    # of the answer near the top; the one-positive loss asks for one of them.
+    "translation1": ({"translation_positives": 1}, RESULTS_DIR / "adapter-sweep-round5.json"),
 }
 
 

@@ -42,6 +42,9 @@ class TrainConfig:
     # "query": in X-Y batches a wrong passage in the query's own language, exactly what a language-biased model
     # ranks too high.
     hard_negative_language: str = "passage"  # the hard negatives' language: passage | query | any (of the group)
+    # Each pair's answer also in this many other languages of its group, as further positives of its query (each
+    # scored against the query's negatives alone: training/loss.py); the dev loss stays the one-positive loss.
+    translation_positives: int = 0  # extra positives per pair: translations of its positive; 0 = none
     batch_size: int = 32  # pairs per batch (in-batch negatives)
     grad_cache_chunk: int = 0  # 0: plain batching; >0: GradCache with sub-batches of this size
     # Pieces of 8 on a CPU (padding is what costs there), the whole batch on a GPU (5x faster there than 8).
@@ -104,6 +107,8 @@ class TrainConfig:
             raise ConfigError("LoRA keeps the whole base frozen, word embeddings included: set freeze_embeddings true")
         if self.hard_negatives_per_pair < 1:
             raise ConfigError(f"hard_negatives_per_pair must be at least 1, got {self.hard_negatives_per_pair}")
+        if self.translation_positives < 0:
+            raise ConfigError(f"translation_positives must be 0 or more, got {self.translation_positives}")
         if self.hard_negative_language not in HARD_NEGATIVE_LANGUAGES:
             raise ConfigError(
                 f"hard_negative_language must be one of {', '.join(HARD_NEGATIVE_LANGUAGES)}, "
@@ -196,10 +201,19 @@ def save_config(config: TrainConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
+# Settings added after checkpoints existed: left out of the digest at these values (which is how those checkpoints
+# were trained), so that a run interrupted before the setting existed still resumes.
+LATER_SETTINGS = {"translation_positives": 0}
+
+
 def config_digest(config: TrainConfig) -> str:
     """Settings that must match for a checkpoint to be resumed (everything but bookkeeping)."""
     bookkeeping = ("resume", "export_onnx", "threads", "adapter_dir", "adapter_base_name")
-    keep = {k: v for k, v in config.to_dict().items() if k not in bookkeeping}
+    keep = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in bookkeeping and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])
+    }
     return json.dumps(keep, sort_keys=True)
 
 

@@ -11,13 +11,33 @@ def info_nce(
     positives: torch.Tensor,
     hard_negatives: torch.Tensor | None = None,
     temperature: float = 0.05,
+    translation_positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each query against every passage in the batch; query i's positive is passage i.
 
-    Candidates are [positives; hard_negatives]: every other pair's positive and every hard negative are
-    negatives for every query.
+    Candidates are [positives; translation_positives; hard_negatives]: every other pair's positive and every hard
+    negative are negatives for every query.
+
+    ``translation_positives`` (k blocks of n rows, block b row i: a translation of positive i) makes query i's
+    positives all k + 1 versions of its answer: each one is scored against the query's negatives alone (its other
+    versions are neither negatives nor in the denominator), and the loss is the mean over queries and versions.
+    With k = 0 this is the plain cross-entropy above. It asks the model to rank an answer high in every language,
+    which is what the multilingual pool measures.
     """
-    candidates = positives if hard_negatives is None else torch.cat([positives, hard_negatives])
-    logits = queries @ candidates.T / temperature
-    labels = torch.arange(queries.shape[0], device=queries.device)
-    return F.cross_entropy(logits, labels)
+    if translation_positives is None:
+        candidates = positives if hard_negatives is None else torch.cat([positives, hard_negatives])
+        logits = queries @ candidates.T / temperature
+        labels = torch.arange(queries.shape[0], device=queries.device)
+        return F.cross_entropy(logits, labels)
+    n = queries.shape[0]
+    if translation_positives.shape[0] % n:
+        raise ValueError(f"{translation_positives.shape[0]} translation positives are not whole blocks of {n}")
+    blocks = 1 + translation_positives.shape[0] // n
+    parts = [positives, translation_positives] + ([] if hard_negatives is None else [hard_negatives])
+    logits = queries @ torch.cat(parts).T / temperature
+    rows = torch.arange(n, device=queries.device)
+    positive_columns = rows[:, None] + n * torch.arange(blocks, device=queries.device)[None, :]  # (n, blocks)
+    is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positive_columns, True)
+    negatives_lse = torch.logsumexp(logits.masked_fill(is_positive, float("-inf")), dim=1, keepdim=True)
+    positive_logits = logits.gather(1, positive_columns)
+    return (torch.logaddexp(positive_logits, negatives_lse) - positive_logits).mean()

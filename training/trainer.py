@@ -35,8 +35,9 @@ Inputs = dict[str, torch.Tensor]
 @dataclass(frozen=True)
 class Collated:
     queries: Inputs
-    passages: Inputs  # positives first, then hard negatives
+    passages: Inputs  # positives first, then translation positives (blocks of n_positives), then hard negatives
     n_positives: int
+    n_translation_positives: int = 0
 
 
 @dataclass
@@ -128,17 +129,35 @@ class Trainer:
         return [sampler.batch(step) for step in range(self.config.eval_batches)]
 
     # -- data ------------------------------------------------------------------------------------------------
-    def collate(self, batch: Batch, data: ParallelData, step: int) -> Collated:
+    def collate(self, batch: Batch, data: ParallelData, step: int, translations: bool = True) -> Collated:
         config = self.config
         queries = [data.by_id[p.id][p.query_lang].query for p in batch.pairs]
         positives = [data.by_id[p.id][p.passage_lang].positive for p in batch.pairs]
+        extra = self.translation_positives(batch, data, step) if translations else []
         negatives = self.hard_negatives(batch, data, step) if config.hard_negatives else []
         tokenize = self.loaded.tokenize
         return Collated(
             tokenize(queries, config.query_prefix, config.max_query_length),
-            tokenize(positives + negatives, config.passage_prefix, config.max_passage_length),
+            tokenize(positives + extra + negatives, config.passage_prefix, config.max_passage_length),
             len(positives),
+            len(extra),
         )
+
+    def translation_positives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
+        """``translation_positives`` blocks: block b holds every pair's positive in a b-th other language of its
+        group (drawn without repeats; a pair whose group is too small gives none and the blocks stay empty)."""
+        k = self.config.translation_positives
+        if k == 0:
+            return []
+        rng = random.Random(f"{self.config.seed}/{self.rank}/{step}/translations")
+        chosen = []
+        for pair in batch.pairs:
+            others = sorted(lang for lang in data.by_id[pair.id] if lang != pair.passage_lang)
+            if len(others) < k:
+                return []
+            chosen.append(rng.sample(others, k))
+        pairs_and_languages = list(zip(batch.pairs, chosen, strict=True))
+        return [data.by_id[pair.id][langs[b]].positive for b in range(k) for pair, langs in pairs_and_languages]
 
     def hard_negatives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
         """Up to ``hard_negatives_per_pair`` of each pair's negatives, in the configured language."""
@@ -169,23 +188,25 @@ class Trainer:
     def _embed(self, inputs: Inputs, forward: Callable[[Inputs], torch.Tensor]) -> torch.Tensor:
         return embed_in_pieces(inputs, forward, self.piece_size)
 
-    def _loss(self, queries: torch.Tensor, passages: torch.Tensor, n_positives: int) -> torch.Tensor:
-        negatives = passages[n_positives:] if passages.shape[0] > n_positives else None
-        return info_nce(queries, passages[:n_positives], negatives, self.config.temperature)
+    def _loss(self, queries: torch.Tensor, passages: torch.Tensor, collated: Collated) -> torch.Tensor:
+        n, k = collated.n_positives, collated.n_translation_positives
+        negatives = passages[n + k :] if passages.shape[0] > n + k else None
+        translations = passages[n : n + k] if k else None
+        return info_nce(queries, passages[:n], negatives, self.config.temperature, translations)
 
     def backward(self, collated: Collated) -> float:
         """Loss + gradients for the whole batch; GradCache (training/grad_cache.py) when ``grad_cache_chunk`` > 0."""
         if self.config.grad_cache_chunk <= 0:
             queries = self._embed(collated.queries, self._forward)
             passages = self._embed(collated.passages, self._forward)
-            loss = self._loss(queries, passages, collated.n_positives)
+            loss = self._loss(queries, passages, collated)
             loss.backward()
             return float(loss.detach())
         loss = grad_cache_backward(
             collated.queries,
             collated.passages,
             self._forward,
-            lambda queries, passages: self._loss(queries, passages, collated.n_positives),
+            lambda queries, passages: self._loss(queries, passages, collated),
             self.config.grad_cache_chunk,
             self.device,
             self.module.no_sync if self.distributed else None,  # type: ignore[arg-type]
@@ -214,10 +235,11 @@ class Trainer:
 
         losses = []
         for step, batch in enumerate(self.dev_batches):
-            collated = self.collate(batch, self.dev_data, -1 - step)
+            # one positive per query, whatever the training loss: every run is stopped on the same yardstick
+            collated = self.collate(batch, self.dev_data, -1 - step, translations=False)
             queries = self._embed(collated.queries, forward)
             passages = self._embed(collated.passages, forward)
-            losses.append(float(self._loss(queries, passages, collated.n_positives)))
+            losses.append(float(self._loss(queries, passages, collated)))
         return float(np.mean(losses))
 
     # -- checkpoints -----------------------------------------------------------------------------------------

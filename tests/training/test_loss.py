@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from training.loss import info_nce
@@ -24,3 +25,35 @@ def test_hard_negatives_join_every_querys_candidates() -> None:
     # query 0: logits [1, 0, 0.8]; query 1: [0, 1, 0.6] (temperature 1)
     expected = (-math.log(math.e / (math.e + 1 + math.exp(0.8))) - math.log(math.e / (1 + math.e + math.exp(0.6)))) / 2
     assert math.isclose(float(info_nce(queries, positives, negatives, temperature=1.0)), expected, rel_tol=1e-6)
+
+
+def test_translation_positives_are_scored_against_the_negatives_alone() -> None:
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    positives = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    translations = torch.tensor([[0.6, 0.8], [0.8, 0.6]])
+    negatives = torch.tensor([[0.0, -1.0]])
+    # temperature 1. query 0: positives 1 (own) and 0.6 (its translation); negatives: pair 1's positive 0 and its
+    # translation 0.8, the hard negative 0. query 1: positives 1 and 0.6; negatives 0, 0.6 (pair 0's translation), -1.
+    negatives_0 = math.exp(0) + math.exp(0.8) + math.exp(0)
+    negatives_1 = math.exp(0) + math.exp(0.8) + math.exp(-1)
+
+    def term(positive: float, negatives_sum: float) -> float:
+        return -math.log(math.exp(positive) / (math.exp(positive) + negatives_sum))
+
+    expected = (term(1, negatives_0) + term(0.6, negatives_0) + term(1, negatives_1) + term(0.6, negatives_1)) / 4
+    loss = info_nce(queries, positives, negatives, temperature=1.0, translation_positives=translations)
+    assert math.isclose(float(loss), expected, rel_tol=1e-6)
+
+
+def test_the_masked_form_with_no_translations_equals_the_plain_loss() -> None:
+    generator = torch.Generator().manual_seed(0)
+    queries, positives, negatives = (torch.randn(n, 8, generator=generator) for n in (4, 4, 6))
+    plain = info_nce(queries, positives, negatives, temperature=0.1)
+    masked = info_nce(queries, positives, negatives, temperature=0.1, translation_positives=torch.empty(0, 8))
+    assert torch.allclose(plain, masked, atol=1e-6)
+
+
+def test_translation_positives_must_be_whole_blocks() -> None:
+    queries = torch.eye(2)
+    with pytest.raises(ValueError, match="whole blocks"):
+        info_nce(queries, queries, translation_positives=torch.ones(3, 2))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -101,6 +102,48 @@ def test_hard_negatives_per_pair_takes_as_many_as_the_data_has(
         tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negative_language="french")
     with pytest.raises(ValueError, match="hard_negatives_per_pair"):
         tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negatives_per_pair=0)
+
+
+def test_translation_positives_are_other_languages_of_the_same_answer(
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path
+) -> None:
+    config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, translation_positives=2, hard_negatives=True)
+    trainer = make_trainer(config, parallel_jsonl)
+    data, batch = trainer.train_data, trainer.sampler.batch(0)
+    extra = trainer.translation_positives(batch, data, 0)
+    n = len(batch.pairs)
+    assert len(extra) == 2 * n
+    for index, pair in enumerate(batch.pairs):
+        versions = {ex.positive: lang for lang, ex in data.by_id[pair.id].items()}
+        first, second = versions[extra[index]], versions[extra[n + index]]  # block 0 and block 1 of this pair
+        assert pair.passage_lang not in (first, second) and first != second
+    assert extra == trainer.translation_positives(batch, data, 0)  # a pure function of the step: resumes repeat it
+    collated = trainer.collate(batch, data, 0)
+    assert (collated.n_positives, collated.n_translation_positives) == (n, 2 * n)
+    assert collated.passages["input_ids"].shape[0] == 4 * n  # positives, two translation blocks, hard negatives
+    assert trainer.collate(batch, data, 0, translations=False).n_translation_positives == 0
+    # the dev loss is the one-positive loss: the same number as a run without translation positives
+    plain = make_trainer(tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negatives=True), parallel_jsonl)
+    assert math.isclose(trainer.dev_loss(), plain.dev_loss(), rel_tol=1e-6)  # type: ignore[arg-type]
+    grads = {}
+    for chunk in (0, 3):  # GradCache sees the translation blocks too
+        trainer = make_trainer(dataclasses.replace(config, grad_cache_chunk=chunk), parallel_jsonl)
+        trainer.model.eval()
+        trainer.backward(trainer.collate(batch, data, 0))
+        grads[chunk] = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+    torch.testing.assert_close(grads[3], grads[0], rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="translation_positives"):
+        tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, translation_positives=-1)
+
+
+def test_checkpoints_from_before_a_setting_existed_still_resume() -> None:
+    from training.config import LATER_SETTINGS, config_digest
+
+    config = TrainConfig()
+    older = json.loads(config_digest(config))
+    assert not set(LATER_SETTINGS) & set(older)  # a checkpoint made then had none of these keys
+    changed = json.loads(config_digest(dataclasses.replace(config, translation_positives=1)))
+    assert changed["translation_positives"] == 1  # a run that uses one is told apart
 
 
 def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path) -> None:
