@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         summary = run(config)
     except DataError as exc:
         raise SystemExit(f"data error: {exc}") from exc
+    except ConfigError as exc:  # settings that do not fit the data (found once the data is read)
+        parser.error(str(exc))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -58,6 +58,12 @@ class Trainer:
         dev: ParallelData | None,
         on_step: Callable[[int, float], None] | None = None,
     ) -> None:
+        too_small = [i for i, group in train.by_id.items() if len(group) <= config.translation_positives]
+        if config.translation_positives and too_small:
+            raise ConfigError(
+                f"translation_positives {config.translation_positives} needs every training id in at least "
+                f"{config.translation_positives + 1} languages; {len(too_small)} are not (e.g. {too_small[0]})"
+            )
         self.config = config
         self.loaded = loaded
         self.train_data = train
@@ -145,17 +151,14 @@ class Trainer:
 
     def translation_positives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
         """``translation_positives`` blocks: block b holds every pair's positive in a b-th other language of its
-        group (drawn without repeats; a pair whose group is too small gives none and the blocks stay empty)."""
+        group (drawn without repeats; __init__ checked that every group has enough languages)."""
         k = self.config.translation_positives
         if k == 0:
             return []
         rng = random.Random(f"{self.config.seed}/{self.rank}/{step}/translations")
         chosen = []
         for pair in batch.pairs:
-            others = sorted(lang for lang in data.by_id[pair.id] if lang != pair.passage_lang)
-            if len(others) < k:
-                return []
-            chosen.append(rng.sample(others, k))
+            chosen.append(rng.sample(sorted(lang for lang in data.by_id[pair.id] if lang != pair.passage_lang), k))
         pairs_and_languages = list(zip(batch.pairs, chosen, strict=True))
         return [data.by_id[pair.id][langs[b]].positive for b in range(k) for pair, langs in pairs_and_languages]
 

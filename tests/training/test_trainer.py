@@ -134,6 +134,8 @@ def test_translation_positives_are_other_languages_of_the_same_answer(
     torch.testing.assert_close(grads[3], grads[0], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="translation_positives"):
         tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, translation_positives=-1)
+    with pytest.raises(ConfigError, match="at least 5 languages"):  # the tiny data has 4 per id
+        make_trainer(dataclasses.replace(config, translation_positives=4), parallel_jsonl)
 
 
 def test_checkpoints_from_before_a_setting_existed_still_resume() -> None:
