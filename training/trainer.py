@@ -58,12 +58,13 @@ class Trainer:
         dev: ParallelData | None,
         on_step: Callable[[int, float], None] | None = None,
     ) -> None:
-        too_small = [i for i, group in train.by_id.items() if len(group) <= config.translation_positives]
-        if config.translation_positives and too_small:
-            raise ConfigError(
-                f"translation_positives {config.translation_positives} needs every training id in at least "
-                f"{config.translation_positives + 1} languages; {len(too_small)} are not (e.g. {too_small[0]})"
-            )
+        if config.translation_positives:
+            too_small = [i for i, group in train.by_id.items() if len(group) <= config.translation_positives]
+            if too_small:
+                raise ConfigError(
+                    f"translation_positives {config.translation_positives} needs every training id in at least "
+                    f"{config.translation_positives + 1} languages; {len(too_small)} are not (e.g. {too_small[0]})"
+                )
         self.config = config
         self.loaded = loaded
         self.train_data = train
@@ -156,11 +157,11 @@ class Trainer:
         if k == 0:
             return []
         rng = random.Random(f"{self.config.seed}/{self.rank}/{step}/translations")
-        chosen = []
-        for pair in batch.pairs:
-            chosen.append(rng.sample(sorted(lang for lang in data.by_id[pair.id] if lang != pair.passage_lang), k))
-        pairs_and_languages = list(zip(batch.pairs, chosen, strict=True))
-        return [data.by_id[pair.id][langs[b]].positive for b in range(k) for pair, langs in pairs_and_languages]
+        chosen = [
+            (pair, rng.sample(sorted(lang for lang in data.by_id[pair.id] if lang != pair.passage_lang), k))
+            for pair in batch.pairs
+        ]
+        return [data.by_id[pair.id][langs[b]].positive for b in range(k) for pair, langs in chosen]
 
     def hard_negatives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
         """Up to ``hard_negatives_per_pair`` of each pair's negatives, in the configured language."""
