@@ -124,6 +124,10 @@ CHALLENGERS = {
     # positive (training/loss.py). The multilingual pool, and its rank distance, ask for every language's version
     # of the answer near the top; the one-positive loss asks for one of them.
     "translation1": ({"translation_positives": 1}, RESULTS_DIR / "adapter-sweep-round5.json"),
+    # round 10, against round 5's recipe: three cross-lingual batches in four (alpha 0.25). Round 5's query-language
+    # hard negatives are what teaches "an answer in another language beats a non-answer in mine", and a cross-lingual
+    # batch is where that lesson is across languages; round 1 measured alpha 0.25 without hard negatives only.
+    "alpha25": ({"alpha": 0.25}, RESULTS_DIR / "adapter-sweep-round5.json"),
 }
 
 
