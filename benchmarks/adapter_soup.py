@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--split", default="dev", choices=["train", "dev"], help="never the test articles")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "adapter-soup-round9.json")
     args = parser.parse_args()
+    if len(args.adapters) < 2:
+        parser.error("a soup needs at least two adapters")
 
     with tempfile.TemporaryDirectory() as scratch:
         folders = [adapter_folder(source, Path(scratch)) for source in args.adapters]
