@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.default_model_report import LANGUAGES, SPLIT_FILE, XQUAD  # noqa: E402
 from training.data import load_split_titles  # noqa: E402
-from training.evaluate import evaluate, load_retrieval_set, make_embedder  # noqa: E402
+from training.evaluate import RetrievalSet, evaluate, load_retrieval_set, make_embedder  # noqa: E402
 from training.lora import is_adapter_dir  # noqa: E402
 from training.model import load_encoder, save_hf_folder  # noqa: E402
 
@@ -54,8 +54,8 @@ def adapter_folder(source: Path, scratch: Path) -> Path:
     return folder
 
 
-def soup_figures(base: str, adapters: list[Path], split: str, scratch: Path) -> dict[str, float]:
-    """Merge the uniform average of ``adapters`` into ``base`` and evaluate it on ``split`` (as the sweep does)."""
+def soup_figures(base: str, adapters: list[Path], retrieval: RetrievalSet, scratch: Path) -> dict[str, float]:
+    """Merge the uniform average of ``adapters`` into ``base`` and evaluate it on ``retrieval`` (as the sweep does)."""
     loaded = load_encoder(base)
     model = PeftModel.from_pretrained(loaded.encoder.backbone, str(adapters[0]), adapter_name="seed0")
     names = ["seed0"]
@@ -67,7 +67,6 @@ def soup_figures(base: str, adapters: list[Path], split: str, scratch: Path) -> 
     loaded.encoder.backbone = model.merge_and_unload(adapter_names=["soup"])
     merged = scratch / "merged"
     save_hf_folder(loaded, merged)
-    retrieval = load_retrieval_set(XQUAD, LANGUAGES, load_split_titles(SPLIT_FILE, split))
     result = evaluate(make_embedder(str(merged)), retrieval)
     return {key: round(float(result[key]), 4) for key in FIGURES}
 
@@ -86,10 +85,11 @@ def main() -> None:
         folders = [adapter_folder(source, Path(scratch)) for source in args.adapters]
         labels = [source.name for source in args.adapters]
         record: dict = {"split": args.split, "adapters": labels, "soups": {}}
+        retrieval = load_retrieval_set(XQUAD, LANGUAGES, load_split_titles(SPLIT_FILE, args.split))
         for size in range(len(folders), 1, -1):
             for members in itertools.combinations(range(len(folders)), size):
                 name = " + ".join(labels[i] for i in members)
-                figures = soup_figures(args.base, [folders[i] for i in members], args.split, Path(scratch))
+                figures = soup_figures(args.base, [folders[i] for i in members], retrieval, Path(scratch))
                 record["soups"][name] = figures
                 print(name, json.dumps(figures), flush=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
