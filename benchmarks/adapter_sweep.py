@@ -128,6 +128,10 @@ CHALLENGERS = {
     # hard negatives are what teaches "an answer in another language beats a non-answer in mine", and a cross-lingual
     # batch is where that lesson is across languages; round 1 measured alpha 0.25 without hard negatives only.
     "alpha25": ({"alpha": 0.25}, RESULTS_DIR / "adapter-sweep-round5.json"),
+    # round 11, against round 5's recipe: InfoNCE in both directions (training/loss.py, symmetric). In a cross-lingual
+    # batch each passage must then pick its own query among queries in many languages, its own among them: the
+    # language-bias lesson from the passage's side, at no extra encoding cost.
+    "symmetric": ({"symmetric_loss": True}, RESULTS_DIR / "adapter-sweep-round5.json"),
 }
 
 

@@ -46,6 +46,9 @@ class TrainConfig:
     # scored against the query's negatives alone: training/loss.py); the dev loss stays the one-positive loss. On
     # XQuAD-R, 1 on top of the default recipe lost 0.018 dev multi mAP (docs/RESULTS.md, round 8).
     translation_positives: int = 0  # extra positives per pair: translations of its positive; 0 = none
+    # Also the passage-to-query direction (each positive picks its query among the batch's queries), the loss being
+    # the mean of both; in a cross-lingual batch a passage then learns not to prefer queries in its own language.
+    symmetric_loss: bool = False  # InfoNCE in both directions; the dev loss stays query-to-passage
     batch_size: int = 32  # pairs per batch (in-batch negatives)
     grad_cache_chunk: int = 0  # 0: plain batching; >0: GradCache with sub-batches of this size
     # Pieces of 8 on a CPU (padding is what costs there), the whole batch on a GPU (5x faster there than 8).
@@ -204,7 +207,7 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 # Settings added after checkpoints existed: left out of the digest at these values (which is how those checkpoints
 # were trained), so that a run interrupted before the setting existed still resumes.
-LATER_SETTINGS = {"translation_positives": 0}
+LATER_SETTINGS = {"translation_positives": 0, "symmetric_loss": False}
 
 
 def config_digest(config: TrainConfig) -> str:

@@ -12,6 +12,7 @@ def info_nce(
     hard_negatives: torch.Tensor | None = None,
     temperature: float = 0.05,
     translation_positives: torch.Tensor | None = None,
+    symmetric: bool = False,
 ) -> torch.Tensor:
     """Cross-entropy of each query against every passage in the batch; query i's positive is passage i.
 
@@ -23,12 +24,17 @@ def info_nce(
     versions are neither negatives nor in the denominator), and the loss is the mean over queries and versions.
     With k = 0 this is the plain cross-entropy above. It asks the model to rank an answer high in every language,
     which is what the multilingual pool measures.
+
+    ``symmetric`` adds the passage-to-query direction (as in CLIP and LaBSE): positive i picks query i among the
+    batch's queries, and the loss is the mean of the two directions. Hard negatives and translations are candidates
+    of the first direction only.
     """
     if translation_positives is None:
         candidates = positives if hard_negatives is None else torch.cat([positives, hard_negatives])
         logits = queries @ candidates.T / temperature
         labels = torch.arange(queries.shape[0], device=queries.device)
-        return F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels)
+        return (loss + _passage_to_query(logits)) / 2 if symmetric else loss
     n = queries.shape[0]
     if translation_positives.shape[0] % n:
         raise ValueError(f"{translation_positives.shape[0]} translation positives are not whole blocks of {n}")
@@ -40,4 +46,11 @@ def info_nce(
     is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positive_columns, True)
     negatives_lse = torch.logsumexp(logits.masked_fill(is_positive, float("-inf")), dim=1, keepdim=True)
     positive_logits = logits.gather(1, positive_columns)
-    return (torch.logaddexp(positive_logits, negatives_lse) - positive_logits).mean()
+    loss = (torch.logaddexp(positive_logits, negatives_lse) - positive_logits).mean()
+    return (loss + _passage_to_query(logits)) / 2 if symmetric else loss
+
+
+def _passage_to_query(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each positive against every query; ``logits`` is queries x candidates, positives first."""
+    n = logits.shape[0]
+    return F.cross_entropy(logits[:, :n].T, torch.arange(n, device=logits.device))

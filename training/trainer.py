@@ -192,11 +192,14 @@ class Trainer:
     def _embed(self, inputs: Inputs, forward: Callable[[Inputs], torch.Tensor]) -> torch.Tensor:
         return embed_in_pieces(inputs, forward, self.piece_size)
 
-    def _loss(self, queries: torch.Tensor, passages: torch.Tensor, collated: Collated) -> torch.Tensor:
+    def _loss(
+        self, queries: torch.Tensor, passages: torch.Tensor, collated: Collated, training: bool = True
+    ) -> torch.Tensor:
         n, k = collated.n_positives, collated.n_translation_positives
         negatives = passages[n + k :] if passages.shape[0] > n + k else None
         translations = passages[n : n + k] if k else None
-        return info_nce(queries, passages[:n], negatives, self.config.temperature, translations)
+        symmetric = training and self.config.symmetric_loss
+        return info_nce(queries, passages[:n], negatives, self.config.temperature, translations, symmetric)
 
     def backward(self, collated: Collated) -> float:
         """Loss + gradients for the whole batch; GradCache (training/grad_cache.py) when ``grad_cache_chunk`` > 0."""
@@ -239,11 +242,12 @@ class Trainer:
 
         losses = []
         for step, batch in enumerate(self.dev_batches):
-            # one positive per query, whatever the training loss: every run is stopped on the same yardstick
+            # one positive per query, one direction, whatever the training loss: every run is stopped on the same
+            # yardstick
             collated = self.collate(batch, self.dev_data, -1 - step, translations=False)
             queries = self._embed(collated.queries, forward)
             passages = self._embed(collated.passages, forward)
-            losses.append(float(self._loss(queries, passages, collated)))
+            losses.append(float(self._loss(queries, passages, collated, training=False)))
         return float(np.mean(losses))
 
     # -- checkpoints -----------------------------------------------------------------------------------------

@@ -57,3 +57,27 @@ def test_translation_positives_must_be_whole_blocks() -> None:
     queries = torch.eye(2)
     with pytest.raises(ValueError, match="whole blocks"):
         info_nce(queries, queries, translation_positives=torch.ones(3, 2))
+
+
+def test_symmetric_adds_the_passage_to_query_direction() -> None:
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    positives = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    # logits / 0.5 as in the first test; passage 0 -> queries [2, 0]; passage 1 -> [1.2, 1.6]
+    query_to_passage = (
+        -math.log(math.exp(2) / (math.exp(2) + math.exp(1.2))) - math.log(math.exp(1.6) / (1 + math.exp(1.6)))
+    ) / 2
+    passage_to_query = (
+        -math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(math.exp(1.6) / (math.exp(1.2) + math.exp(1.6)))
+    ) / 2
+    loss = info_nce(queries, positives, temperature=0.5, symmetric=True)
+    assert math.isclose(float(loss), (query_to_passage + passage_to_query) / 2, rel_tol=1e-6)
+
+
+def test_the_passage_to_query_direction_leaves_hard_negatives_and_translations_out() -> None:
+    generator = torch.Generator().manual_seed(0)
+    queries, positives, translations, negatives = (torch.randn(n, 8, generator=generator) for n in (4, 4, 4, 6))
+    passage_to_query = torch.nn.functional.cross_entropy(positives @ queries.T / 0.1, torch.arange(4))
+    for extra in ({}, {"translation_positives": translations}):
+        one_way = info_nce(queries, positives, negatives, temperature=0.1, **extra)
+        both = info_nce(queries, positives, negatives, temperature=0.1, symmetric=True, **extra)
+        assert torch.allclose(both, (one_way + passage_to_query) / 2, atol=1e-6)

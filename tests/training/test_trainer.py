@@ -138,6 +138,28 @@ def test_translation_positives_are_other_languages_of_the_same_answer(
         make_trainer(dataclasses.replace(config, translation_positives=4), parallel_jsonl)
 
 
+def test_symmetric_loss_trains_both_directions_and_stops_on_the_one_way_dev_loss(
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path
+) -> None:
+    config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, symmetric_loss=True, hard_negatives=True)
+    plain_config = dataclasses.replace(config, symmetric_loss=False)
+    trainer, plain = make_trainer(config, parallel_jsonl), make_trainer(plain_config, parallel_jsonl)
+    assert math.isclose(trainer.dev_loss(), plain.dev_loss(), rel_tol=1e-6)  # type: ignore[arg-type]
+    batch = trainer.sampler.batch(0)
+    losses, grads = {}, {}
+    for name, chunk_config in {
+        "plain": plain_config,
+        "full": config,
+        "chunked": dataclasses.replace(config, grad_cache_chunk=3),
+    }.items():
+        trainer = make_trainer(chunk_config, parallel_jsonl)
+        trainer.model.eval()
+        losses[name] = trainer.backward(trainer.collate(batch, trainer.train_data, 0))
+        grads[name] = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+    assert not math.isclose(losses["full"], losses["plain"], rel_tol=1e-3)  # the training loss is another one
+    torch.testing.assert_close(grads["chunked"], grads["full"], rtol=1e-3, atol=1e-5)  # GradCache gives it exactly
+
+
 def test_checkpoints_from_before_a_setting_existed_still_resume() -> None:
     from training.config import LATER_SETTINGS, config_digest
 
@@ -146,6 +168,7 @@ def test_checkpoints_from_before_a_setting_existed_still_resume() -> None:
     assert not set(LATER_SETTINGS) & set(older)  # a checkpoint made then had none of these keys
     changed = json.loads(config_digest(dataclasses.replace(config, translation_positives=1)))
     assert changed["translation_positives"] == 1  # a run that uses one is told apart
+    assert json.loads(config_digest(dataclasses.replace(config, symmetric_loss=True)))["symmetric_loss"] is True
 
 
 def test_loss_falls_on_a_tiny_task(tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path) -> None:
