@@ -132,6 +132,10 @@ CHALLENGERS = {
     # batch each passage must then pick its own query among queries in many languages, its own among them: the
     # language-bias lesson from the passage's side, at no extra encoding cost.
     "symmetric": ({"symmetric_loss": True}, RESULTS_DIR / "adapter-sweep-round5.json"),
+    # round 12, against round 5's recipe: of the three hard negatives of a cross-lingual pair, two in the query's
+    # language and one in the passage's. Round 2 found each language helpful alone (the query's more, and with the
+    # lowest own-language share); the passage's is the finer lesson within the answer's own language.
+    "hn-both": ({"hard_negative_language": "both"}, RESULTS_DIR / "adapter-sweep-round5.json"),
 }
 
 

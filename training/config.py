@@ -13,7 +13,7 @@ import yaml
 
 from app.text import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX
 
-HARD_NEGATIVE_LANGUAGES = ("passage", "query", "any")
+HARD_NEGATIVE_LANGUAGES = ("passage", "query", "any", "both")
 PRECISIONS = ("auto", "fp32", "bf16")
 NINE_TRAINING_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
 
@@ -40,8 +40,8 @@ class TrainConfig:
     hard_negatives: bool = False  # add same-paragraph hard negatives (other sentences) when the data has them
     hard_negatives_per_pair: int = 1  # how many hard negatives per pair, at most
     # "query": in X-Y batches a wrong passage in the query's own language, exactly what a language-biased model
-    # ranks too high.
-    hard_negative_language: str = "passage"  # the hard negatives' language: passage | query | any (of the group)
+    # ranks too high. "both": in X-Y batches half in the query's language (the odd one too), half in the passage's.
+    hard_negative_language: str = "passage"  # the hard negatives' language: passage | query | any (of the group) | both
     # Each pair's answer also in this many other languages of its group, as further positives of its query (each
     # scored against the query's negatives alone: training/loss.py); the dev loss stays the one-positive loss. On
     # XQuAD-R, 1 on top of the default recipe lost 0.018 dev multi mAP (docs/RESULTS.md, round 8).

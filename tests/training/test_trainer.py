@@ -91,6 +91,31 @@ def test_hard_negatives_come_in_the_configured_language(
         )
 
 
+def test_both_languages_split_the_hard_negatives_between_the_query_and_the_passage(
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path
+) -> None:
+    for strategy in ("cross", "mono"):
+        config = tiny_config(
+            tmp_path,
+            tiny_hf_model,
+            parallel_jsonl,
+            strategy=strategy,
+            hard_negatives=True,
+            hard_negatives_per_pair=2,
+            hard_negative_language="both",
+        )
+        trainer = make_trainer(config, parallel_jsonl)
+        data, batch = trainer.train_data, trainer.sampler.batch(0)
+        negatives = trainer.hard_negatives(batch, data, 0)
+        if strategy == "cross":  # the data has one negative per language: the query's, then the passage's
+            wanted = [
+                data.by_id[p.id][lang].negatives[0] for p in batch.pairs for lang in (p.query_lang, p.passage_lang)
+            ]
+        else:  # one language per pair, and it has a single negative to give
+            wanted = [data.by_id[p.id][p.query_lang].negatives[0] for p in batch.pairs]
+        assert negatives == wanted
+
+
 def test_hard_negatives_per_pair_takes_as_many_as_the_data_has(
     tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path
 ) -> None:
