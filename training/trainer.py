@@ -166,29 +166,24 @@ class Trainer:
     def hard_negatives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
         """Up to ``hard_negatives_per_pair`` of each pair's negatives, in the configured language."""
         rng = random.Random(f"{self.config.seed}/{self.rank}/{step}/negatives")
-        per_pair = self.config.hard_negatives_per_pair
         negatives: list[str] = []
         for pair in batch.pairs:
-            if self.config.hard_negative_language == "both" and pair.query_lang != pair.passage_lang:
-                in_query_language = (per_pair + 1) // 2  # the odd one where a language-biased model errs
-                for lang, count in (
-                    (pair.query_lang, in_query_language),
-                    (pair.passage_lang, per_pair - in_query_language),
-                ):
-                    candidates = data.by_id[pair.id][lang].negatives
-                    negatives += rng.sample(candidates, min(count, len(candidates)))
-                continue
-            candidates = data.by_id[pair.id][self._negative_language(pair, data, rng)].negatives
-            negatives += rng.sample(candidates, min(per_pair, len(candidates)))
+            for lang, count in self._negative_languages(pair, data, rng):
+                candidates = data.by_id[pair.id][lang].negatives
+                negatives += rng.sample(candidates, min(count, len(candidates)))
         return negatives
 
-    def _negative_language(self, pair: Pair, data: ParallelData, rng: random.Random) -> str:
-        where = self.config.hard_negative_language
+    def _negative_languages(self, pair: Pair, data: ParallelData, rng: random.Random) -> list[tuple[str, int]]:
+        """Where a pair's hard negatives come from: (language, how many) in order."""
+        where, per_pair = self.config.hard_negative_language, self.config.hard_negatives_per_pair
+        if where == "both" and pair.query_lang != pair.passage_lang:
+            in_query_language = (per_pair + 1) // 2  # the odd one where a language-biased model errs
+            return [(pair.query_lang, in_query_language), (pair.passage_lang, per_pair - in_query_language)]
         if where == "query":
-            return pair.query_lang
+            return [(pair.query_lang, per_pair)]
         if where == "any":
-            return rng.choice(sorted(data.by_id[pair.id]))
-        return pair.passage_lang
+            return [(rng.choice(sorted(data.by_id[pair.id])), per_pair)]
+        return [(pair.passage_lang, per_pair)]
 
     # -- one step --------------------------------------------------------------------------------------------
     def _forward(self, inputs: Inputs, module: torch.nn.Module | None = None) -> torch.Tensor:
