@@ -40,7 +40,8 @@ class TrainConfig:
     hard_negatives: bool = False  # add same-paragraph hard negatives (other sentences) when the data has them
     hard_negatives_per_pair: int = 1  # how many hard negatives per pair, at most
     # "query": in X-Y batches a wrong passage in the query's own language, exactly what a language-biased model
-    # ranks too high. "both": in X-Y batches half in the query's language (the odd one too), half in the passage's.
+    # ranks too high. "both": in X-Y batches half in the query's language (the odd one too), half in the passage's;
+    # on top of the default recipe (2 + 1 of 3) dev multi mAP -0.002 against "query" (docs/RESULTS.md, round 12).
     hard_negative_language: str = "passage"  # the hard negatives' language: passage | query | any (of the group) | both
     # Each pair's answer also in this many other languages of its group, as further positives of its query (each
     # scored against the query's negatives alone: training/loss.py); the dev loss stays the one-positive loss. On
