@@ -29,12 +29,23 @@ def info_nce(
     batch's queries, and the loss is the mean of the two directions. Hard negatives and translations are candidates
     of the first direction only.
     """
+    loss, logits = _query_to_passage(queries, positives, hard_negatives, temperature, translation_positives)
+    return (loss + _passage_to_query(logits)) / 2 if symmetric else loss
+
+
+def _query_to_passage(
+    queries: torch.Tensor,
+    positives: torch.Tensor,
+    hard_negatives: torch.Tensor | None,
+    temperature: float,
+    translation_positives: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The query-to-passage loss of ``info_nce`` and its logits (queries x candidates, positives first)."""
     if translation_positives is None:
         candidates = positives if hard_negatives is None else torch.cat([positives, hard_negatives])
         logits = queries @ candidates.T / temperature
         labels = torch.arange(queries.shape[0], device=queries.device)
-        loss = F.cross_entropy(logits, labels)
-        return (loss + _passage_to_query(logits)) / 2 if symmetric else loss
+        return F.cross_entropy(logits, labels), logits
     n = queries.shape[0]
     if translation_positives.shape[0] % n:
         raise ValueError(f"{translation_positives.shape[0]} translation positives are not whole blocks of {n}")
@@ -46,8 +57,7 @@ def info_nce(
     is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positive_columns, True)
     negatives_lse = torch.logsumexp(logits.masked_fill(is_positive, float("-inf")), dim=1, keepdim=True)
     positive_logits = logits.gather(1, positive_columns)
-    loss = (torch.logaddexp(positive_logits, negatives_lse) - positive_logits).mean()
-    return (loss + _passage_to_query(logits)) / 2 if symmetric else loss
+    return (torch.logaddexp(positive_logits, negatives_lse) - positive_logits).mean(), logits
 
 
 def _passage_to_query(logits: torch.Tensor) -> torch.Tensor:
