@@ -139,6 +139,13 @@ CHALLENGERS = {
     # round 13, against round 5's recipe: the dev loss every 10 steps instead of 25 (patience 2, so stopping waits
     # 20 steps as before it waited 25). Every run's best step has been 50 of 25/50/75: the best may lie between.
     "eval10": ({"eval_every": 10, "patience": 2}, RESULTS_DIR / "adapter-sweep-round5.json"),
+    # round 14, against round 5's recipe: trainable token embeddings, as a rank-16 LoRA on the embedding table (the
+    # issue's "frozen vs trainable embeddings"; every run so far froze them). The table is where a token's language
+    # lives, so a low-rank update there can move what the projections' updates cannot reach before layer 0.
+    "embeddings": (
+        {"lora_targets": ["query", "key", "value", "output.dense", "intermediate.dense", "word_embeddings"]},
+        RESULTS_DIR / "adapter-sweep-round5.json",
+    ),
 }
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from peft import PeftModel
+from safetensors import safe_open
 from transformers import AutoModel
 
 from app.encoder import OnnxEncoder
@@ -24,14 +25,15 @@ TEXTS = ["Super Bowl 50 was an American football game.", "Die Normandie liegt in
 TARGETS = list(DEFAULT_TARGETS)
 
 
-def trained_adapter(tiny_model: Path, out: Path, seed: int = 0) -> Path:
-    """A LoRA adapter with non-zero updates (peft starts B at zero, which would make every check trivial)."""
+def trained_adapter(tiny_model: Path, out: Path, seed: int = 0, targets: list[str] = TARGETS) -> Path:
+    """A LoRA adapter with non-zero updates (peft starts B at zero, or an embedding's A, which would make every check
+    trivial)."""
     loaded = load_encoder(tiny_model)
-    wrapped = wrap_with_lora(loaded.encoder.backbone, rank=4, alpha=8, dropout=0.0, targets=TARGETS)
+    wrapped = wrap_with_lora(loaded.encoder.backbone, rank=4, alpha=8, dropout=0.0, targets=targets)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in wrapped.named_parameters():
-            if "lora_B" in name:
+            if "lora_B" in name or "lora_embedding_A" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
     wrapped.save_pretrained(out)
     return out
@@ -61,10 +63,16 @@ def test_targets_that_match_nothing_are_an_error(tiny_model: Path) -> None:
         wrap_with_lora(load_encoder(tiny_model).encoder.backbone, 4, 8, 0.0, ["no_such_projection"])
 
 
-def test_adapter_in_peft_layout_loads_with_plain_peft_and_merges_exactly(tiny_model: Path, tmp_path: Path) -> None:
-    adapter = trained_adapter(tiny_model, tmp_path / "adapter")
+@pytest.mark.parametrize("targets", [TARGETS, [*TARGETS, "word_embeddings"]], ids=["projections", "and-embeddings"])
+def test_adapter_in_peft_layout_loads_with_plain_peft_and_merges_exactly(
+    tiny_model: Path, tmp_path: Path, targets: list[str]
+) -> None:
+    adapter = trained_adapter(tiny_model, tmp_path / "adapter", targets=targets)
     assert (adapter / ADAPTER_CONFIG).is_file() and (adapter / ADAPTER_WEIGHTS).is_file()
     assert json.loads((adapter / ADAPTER_CONFIG).read_text())["r"] == 4
+    with safe_open(adapter / ADAPTER_WEIGHTS, "pt") as weights:
+        names = weights.keys()  # a safetensors file is not iterable
+    assert any("lora_embedding_A" in name for name in names) == ("word_embeddings" in targets)
 
     # what a peft user does: base model + adapter, unmerged
     with_adapter = load_encoder(tiny_model)
