@@ -12,17 +12,31 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
+def train_loss_by_kind(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """(step, loss) of the training steps, by batch kind ("mono", "cross"; "" where a run records none)."""
+    by_kind: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        if "loss" in record:
+            by_kind.setdefault(record.get("kind", ""), []).append((record["step"], record["loss"]))
+    return by_kind
+
+
 def plot_loss_curve(metrics_path: Path, out: Path, title: str = "") -> Path:
+    """Train loss per step (one line per batch kind: a hybrid run's monolingual batches are easier than its
+    cross-lingual ones, and one line through both would only show the alternation) and the dev loss."""
     records = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    train_by_kind = train_loss_by_kind(records)
     dev = [(r["step"], r["dev_loss"]) for r in records if "dev_loss" in r]
     figure, axis = plt.subplots(figsize=(8, 4.5), dpi=110)
-    if train:
+    colours = iter(["tab:blue", "tab:green", "tab:purple", "tab:orange"])
+    for kind, train in sorted(train_by_kind.items()):
+        colour, label = next(colours), f"train loss, {kind} batches" if kind else "train loss"
         steps, losses = map(np.array, zip(*train, strict=True))
-        axis.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="train loss (per step)")
+        axis.plot(steps, losses, color=colour, alpha=0.25, linewidth=0.8)
         window = max(1, len(losses) // 25)
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        axis.plot(steps[window - 1 :], smooth, color="tab:blue", linewidth=1.8, label=f"train loss (mean of {window})")
+        label += f" (mean of {window})" if window > 1 else ""
+        axis.plot(steps[window - 1 :], smooth, color=colour, linewidth=1.8, label=label)
     if dev:
         steps, losses = zip(*dev, strict=True)
         axis.plot(steps, losses, "o-", color="tab:red", linewidth=1.8, label="dev loss")
