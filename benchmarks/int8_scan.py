@@ -3,7 +3,8 @@ passage speed (batches of 32, interleaved rounds) and XQuAD-R mAP on the dev art
 benchmarks/serve_load.py).
 
     python benchmarks/int8_scan.py --sets "" "4" "3,4" "4,5" "3,4,5" "2,3,4,5"
-Prints one JSON line per set (queries/s and passages/s with their ratio to fp32; multi/cross/mono mAP, rank
+    python benchmarks/int8_scan.py --sets "3,4,5" --weight-only 8:32 8:128 4:128   # + MatMulNBits graphs
+Prints one JSON line per graph (queries/s and passages/s with their ratio to fp32; multi/cross/mono mAP, rank
 distance and multi Hit@1/Hit@10 unless --skip-quality; with --fp32-passages the same figures for the set's queries
 against an fp32-encoded corpus); the chosen default lives in training/export.py (INT8_FP32_LAYERS).
 """
@@ -50,6 +51,13 @@ def main() -> None:
         action="store_true",
         help="also measure each int8 graph's queries against passages encoded by the fp32 graph (an fp32 index)",
     )
+    parser.add_argument(
+        "--weight-only",
+        nargs="*",
+        default=[],
+        metavar="BITS:BLOCK",
+        help="also ONNX Runtime's weight-only MatMulNBits graphs (symmetric blocks, int8 compute: accuracy level 4)",
+    )
     args = parser.parse_args()
     manifest = load_model_manifest(args.model_dir)
     queries = [json.loads(line)["query"] for line in (ROOT / "data/demo/queries.jsonl").open(encoding="utf-8")]
@@ -61,8 +69,16 @@ def main() -> None:
             path = Path(tmp) / f"model.int8.{index}.onnx"
             export_int8(manifest.onnx_path(args.model_dir, "fp32"), path, layers)
             variant = manifest.model_copy(update={"onnx_int8": str(path)})
-            name = ",".join(map(str, layers)) or "none"
+            name = f"int8, FFN down-projections kept fp32: {','.join(map(str, layers)) or 'none'}"
             encoders[name] = OnnxEncoder(args.model_dir, "int8", "cpu", manifest=variant)
+        for spec in args.weight_only:
+            bits, block = (int(n) for n in spec.split(":"))
+            path = Path(tmp) / f"model.nbits{bits}-{block}.onnx"
+            export_weight_only(manifest.onnx_path(args.model_dir, "fp32"), path, bits, block)
+            variant = manifest.model_copy(update={"onnx_int8": str(path)})
+            encoders[f"weight-only {bits} bits, blocks of {block}"] = OnnxEncoder(
+                args.model_dir, "int8", "cpu", manifest=variant
+            )
         runners = {
             name: (lambda texts, kind, e=encoder: e.encode(texts, kind, 32)) for name, encoder in encoders.items()
         }
@@ -75,7 +91,7 @@ def main() -> None:
             languages = sorted(p.stem for p in XQUAD.glob("*.json"))
             data = load_retrieval_set(XQUAD, languages, load_split_titles(SPLITS, args.split))
         for name, encoder in encoders.items():
-            row: dict = {"fp32_layers": "all (fp32 model)" if name == "fp32" else name}
+            row: dict = {"graph": name}
             for kind, by_name in rates.items():
                 row[f"{kind}_per_s"] = round(by_name[name], 1)
                 row[f"{kind}_speed_vs_fp32"] = round(by_name[name] / by_name["fp32"], 2)
@@ -85,6 +101,20 @@ def main() -> None:
                     mixed = evaluate(Embedder(f"{name} / fp32 passages", encoder, encoders["fp32"]), data)
                     row |= {f"fp32_passages_{k}": v for k, v in quality(mixed).items()}
             print(json.dumps(row), flush=True)
+
+
+def export_weight_only(fp32_path: Path, path: Path, bits: int, block: int) -> None:
+    """Every constant-weight MatMul as MatMulNBits: weights in ``bits`` per value with one scale per ``block``
+    inputs; at accuracy level 4 the kernel quantises each row of activations per block too (not per tensor, as
+    dynamic int8 does), which is what keeps outlier channels from costing the other values their precision."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(fp32_path)), bits=bits, block_size=block, is_symmetric=True, accuracy_level=4
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(path), False)
 
 
 def quality(figures: dict) -> dict[str, float]:
