@@ -64,7 +64,8 @@ class TrainConfig:
     # on 2 cores, and languages unseen in training (el, vi) keep their aligned embeddings.
     freeze_embeddings: bool = True  # keep the word embeddings frozen
     # With LoRA the whole base stays frozen and only rank-r updates of the targeted projections train; the adapter
-    # is saved in peft's layout and merged into the base at export.
+    # is saved in peft's layout and merged into the base at export. "word_embeddings" among the targets adds a LoRA
+    # on the token table: on XQuAD-R, -0.003 dev multi mAP and -0.007 mono (docs/RESULTS.md, round 14).
     lora_rank: int = 0  # LoRA rank (peft); 0 = full fine-tuning
     lora_alpha: float = 32.0  # LoRA scaling numerator (updates scaled by alpha / rank)
     lora_dropout: float = 0.0  # dropout on the LoRA branch
