@@ -63,22 +63,23 @@ def main() -> None:
     queries = [json.loads(line)["query"] for line in (ROOT / "data/demo/queries.jsonl").open(encoding="utf-8")]
     queries, passages = queries[:512], sixty_word_passages()
     encoders = {"fp32": OnnxEncoder(args.model_dir, "fp32", "cpu", manifest=manifest)}
+    fp32_path = manifest.onnx_path(args.model_dir, "fp32")
+
+    def quantised(path: Path) -> OnnxEncoder:
+        """A session on a quantised graph, through the int8 slot of the model's manifest."""
+        return OnnxEncoder(args.model_dir, "int8", "cpu", manifest=manifest.model_copy(update={"onnx_int8": str(path)}))
+
     with tempfile.TemporaryDirectory() as tmp:
         for index, layer_set in enumerate(args.sets):
             layers = tuple(int(n) for n in layer_set.split(",") if n.strip())
             path = Path(tmp) / f"model.int8.{index}.onnx"
-            export_int8(manifest.onnx_path(args.model_dir, "fp32"), path, layers)
-            variant = manifest.model_copy(update={"onnx_int8": str(path)})
-            name = f"int8, FFN down-projections kept fp32: {','.join(map(str, layers)) or 'none'}"
-            encoders[name] = OnnxEncoder(args.model_dir, "int8", "cpu", manifest=variant)
+            export_int8(fp32_path, path, layers)
+            encoders[f"int8, FFN down-projections kept fp32: {','.join(map(str, layers)) or 'none'}"] = quantised(path)
         for spec in args.weight_only:
             bits, block = (int(n) for n in spec.split(":"))
             path = Path(tmp) / f"model.nbits{bits}-{block}.onnx"
-            export_weight_only(manifest.onnx_path(args.model_dir, "fp32"), path, bits, block)
-            variant = manifest.model_copy(update={"onnx_int8": str(path)})
-            encoders[f"weight-only {bits} bits, blocks of {block}"] = OnnxEncoder(
-                args.model_dir, "int8", "cpu", manifest=variant
-            )
+            export_weight_only(fp32_path, path, bits, block)
+            encoders[f"weight-only {bits} bits, blocks of {block}"] = quantised(path)
         runners = {
             name: (lambda texts, kind, e=encoder: e.encode(texts, kind, 32)) for name, encoder in encoders.items()
         }
