@@ -9,7 +9,7 @@ Writes into the model folder (``--out``, default: the source folder):
   ORT's quantisation does most of its damage to cross-lingual alignment, stay fp32). It becomes the service default
   only if it keeps top-10 retrieval overlap >= ``--min-top10-overlap`` with fp32 on a multilingual sample.
 - ``manifest.json``: dim, pooling, prefixes, max length, source, fingerprint and the parity figures; with
-  ``--adapter``, the base model's weights checksum and the adapter's.
+  ``--adapter``, the base model's weights checksum and the adapter's, and the scale it was merged at.
 
     python -m training.export --model models/multilingual-e5-small --adapter models/adapters/<name> \
         --out models/<served-name>
@@ -176,8 +176,10 @@ def export_model(
     int8: bool = True,
     int8_fp32_layers: tuple[int, ...] = INT8_FP32_LAYERS,
     adapter: Path | None = None,
+    adapter_scale: float = 1.0,
 ) -> ModelManifest:
-    """Export ``source`` (or, with ``adapter``, ``source`` with that LoRA adapter merged in) into ``out``."""
+    """Export ``source`` (or, with ``adapter``, ``source`` with that LoRA adapter merged in at ``adapter_scale``)
+    into ``out``."""
     started = time.perf_counter()
     out = Path(out or source)
     loaded = load_encoder(source, max_length=max_length)
@@ -187,9 +189,15 @@ def export_model(
             raise ValueError(f"merging an adapter would overwrite the base model in {out}; choose another --out")
         base_weights = Path(source) / "model.safetensors"
         base_record = {"source": str(source), "sha256": sha256_file(base_weights) if base_weights.is_file() else None}
-        adapter_info = adapter_record(adapter)
-        merge_adapter(loaded, adapter)
-        log.info("merged adapter %s (sha256 %s) into %s", adapter, adapter_info["sha256"][:12], source)
+        adapter_info = adapter_record(adapter, adapter_scale)
+        merge_adapter(loaded, adapter, adapter_scale)
+        log.info(
+            "merged adapter %s (sha256 %s) into %s at scale %g",
+            adapter,
+            adapter_info["sha256"][:12],
+            source,
+            adapter_scale,
+        )
     save_hf_folder(loaded, out)
     sample = sample or GateSample.from_files(
         DEMO_DIR / "queries.jsonl", DEMO_DIR / "corpus.jsonl", "en", GATE_QUERIES, GATE_PASSAGES
@@ -259,6 +267,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Export an encoder to ONNX fp32 + int8 with parity gates.")
     parser.add_argument("--model", required=True, help="hub id or local HF folder (the base, with --adapter)")
     parser.add_argument("--adapter", type=Path, help="peft LoRA adapter folder to merge into --model before export")
+    parser.add_argument(
+        "--adapter-scale",
+        type=float,
+        default=1.0,
+        help="merge W_base + scale * ΔW (0 = the base, 1 = the adapter as trained)",
+    )
     parser.add_argument("--out", type=Path, help="model folder to write (default: --model when it is a folder)")
     parser.add_argument("--name", help="model name in the manifest (default: folder name)")
     parser.add_argument("--query-prefix", default=DEFAULT_QUERY_PREFIX)
@@ -302,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
             not args.no_int8,
             tuple(args.int8_fp32_layers),
             args.adapter,
+            args.adapter_scale,
         )
     except (ParityError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"export failed: {exc}") from exc

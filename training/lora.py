@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
 from transformers import PreTrainedModel
 
 from training.model import LoadedEncoder
@@ -39,18 +40,28 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file() and (Path(path) / ADAPTER_WEIGHTS).is_file()
 
 
-def merge_adapter(loaded: LoadedEncoder, adapter_dir: str | Path) -> LoadedEncoder:
-    """Fold the adapter's low-rank updates into the base weights in place: a plain model, no peft at run time."""
+def merge_adapter(loaded: LoadedEncoder, adapter_dir: str | Path, scale: float = 1.0) -> LoadedEncoder:
+    """Fold the adapter's low-rank updates into the base weights in place: a plain model, no peft at run time.
+
+    ``scale`` interpolates between the base (0) and the trained adapter (1): W = W_base + scale * ΔW. Below 1 it
+    trades part of the cross-language gain for the base's own behaviour within one language (docs/RESULTS.md).
+    """
     adapter_dir = Path(adapter_dir)
     if not is_adapter_dir(adapter_dir):
         raise FileNotFoundError(f"{adapter_dir} is not a peft adapter folder ({ADAPTER_CONFIG} + {ADAPTER_WEIGHTS})")
+    if not 0.0 <= scale <= 1.0:
+        raise ValueError(f"merge scale must be within [0, 1], got {scale}")
     with_adapter = PeftModel.from_pretrained(loaded.encoder.backbone, str(adapter_dir), is_trainable=False)
+    for module in with_adapter.modules():
+        if isinstance(module, LoraLayer):
+            for name in module.scaling:
+                module.set_scale(name, scale)
     loaded.encoder.backbone = with_adapter.merge_and_unload()
     return loaded
 
 
-def adapter_record(adapter_dir: str | Path) -> dict:
-    """What a manifest records of an adapter: where it came from, its checksum and its shape."""
+def adapter_record(adapter_dir: str | Path, scale: float = 1.0) -> dict:
+    """What a manifest records of an adapter: where it came from, its checksum, its shape and the merge scale."""
     from app.manifest import sha256_file  # pydantic: not needed to train (GPU machines may lack it)
 
     adapter_dir = Path(adapter_dir)
@@ -61,4 +72,5 @@ def adapter_record(adapter_dir: str | Path) -> dict:
         "rank": config.get("r"),
         "alpha": config.get("lora_alpha"),
         "targets": sorted(config.get("target_modules") or []),
+        "scale": scale,
     }

@@ -85,6 +85,21 @@ def test_adapter_in_peft_layout_loads_with_plain_peft_and_merges_exactly(
     assert np.abs(merged - embed(tiny_model)).max() > 1e-3  # the adapter changes the model
 
 
+def test_merge_scale_interpolates_between_the_base_and_the_adapter(tiny_model: Path, tmp_path: Path) -> None:
+    adapter = trained_adapter(tiny_model, tmp_path / "adapter")
+    base = load_encoder(tiny_model).encoder.backbone.state_dict()
+    full = merge_adapter(load_encoder(tiny_model), adapter).encoder.backbone.state_dict()
+    zero = merge_adapter(load_encoder(tiny_model), adapter, scale=0.0).encoder.backbone.state_dict()
+    half = merge_adapter(load_encoder(tiny_model), adapter, scale=0.5).encoder.backbone.state_dict()
+    changed = [name for name in base if not torch.equal(base[name], full[name])]
+    assert changed  # the adapter touches every targeted projection
+    for name in base:
+        assert torch.equal(zero[name], base[name]), name
+        torch.testing.assert_close(half[name], (base[name] + full[name]) / 2, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="within"):
+        merge_adapter(load_encoder(tiny_model), adapter, scale=1.5)
+
+
 def test_merging_a_folder_without_an_adapter_is_an_error(tiny_model: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a peft adapter folder"):
         merge_adapter(load_encoder(tiny_model), tmp_path)
@@ -103,6 +118,7 @@ def test_export_merges_the_adapter_and_records_both_checksums(tiny_model: Path, 
         adapter=adapter,
     )
     assert manifest.adapter["sha256"] == sha256_file(adapter / ADAPTER_WEIGHTS) and manifest.adapter["rank"] == 4
+    assert manifest.adapter["scale"] == 1.0
     assert manifest.base_model["sha256"] == sha256_file(tiny_model / "model.safetensors")
     onnx = OnnxEncoder(out, "fp32", runtime="cpu").encode(TEXTS, "passage")
     with_adapter = load_encoder(tiny_model)
