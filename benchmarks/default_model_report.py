@@ -1,9 +1,12 @@
-"""The served default model's figures on the XQuAD-R test articles, through the ONNX graphs that are served.
+"""The served default model's figures on the XQuAD-R test articles and on monolingual QA sets, through the ONNX
+graphs that are served.
 
-    python benchmarks/default_model_report.py              # after `make models`; ~15 min on 2 cores
+    python benchmarks/default_model_report.py              # after `make models`; ~40 min on 2 cores
 
-Writes ``docs/results/default-model.json`` (fp32 and int8 of the served default, the chosen recipe's three seeds
-from ``--sweep`` beside the previous recipe's from ``--previous-sweep``) and the adapter's
+Writes ``docs/results/default-model.json`` (fp32 and int8 of the served default on the test articles, the chosen
+recipe's three seeds from ``--sweep`` beside the previous recipe's from ``--previous-sweep``; the served default and
+the one-language model against the base on every monolingual QA set of ``training.qa_retrieval``, held-out sets
+included, with paired bootstrap intervals) and the adapter's
 reference figures on a fixed slice of the test articles (``models/adapters/<name>/reference_slice.json``), which
 ``tests/training/test_default_adapter.py`` checks after merging and exporting the adapter again.
 """
@@ -23,9 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from app.manifest import load_model_manifest  # noqa: E402
 from training.data import load_split_titles  # noqa: E402
-from training.default_model import DEFAULT_ADAPTER, DEFAULT_SERVED  # noqa: E402
+from training.default_model import DEFAULT_ADAPTER, DEFAULT_OUT, DEFAULT_SERVED  # noqa: E402
 from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set  # noqa: E402
 from training.plots import plot_matrix  # noqa: E402
+from training.qa_retrieval import evaluate_sets, load_qa_sets, report, summarise  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "docs" / "results"
@@ -77,10 +81,22 @@ def seeds_summary(sweep: dict) -> tuple[list[dict], dict]:
     return seeds, stats
 
 
+def monolingual_figures(models: dict[str, Path], base: Path) -> dict:
+    """Each model (its served variant) against the base (its served variant) on every monolingual QA set."""
+    sets = load_qa_sets()
+    base_ranks = evaluate_sets(OnnxEmbedder(base, None), sets)
+    figures: dict = {"base": {qa.name: summarise(base_ranks[qa.name]) for qa in sets}}
+    for name, model_dir in models.items():
+        figures[name] = report(sets, evaluate_sets(OnnxEmbedder(model_dir, None), sets), base_ranks)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / DEFAULT_SERVED)
     parser.add_argument("--adapter", type=Path, default=ROOT / DEFAULT_ADAPTER)
+    parser.add_argument("--base", type=Path, default=ROOT / DEFAULT_OUT, help="the base, ONNX-exported")
+    parser.add_argument("--one-language-model", type=Path, help="the model a one-language corpus gets, if not the base")
     parser.add_argument("--sweep", type=Path, default=RESULTS / "adapter-sweep-round5.json")
     parser.add_argument("--previous-sweep", type=Path, default=RESULTS / "adapter-sweep-round2.json")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default-adapter.yaml")
@@ -100,6 +116,10 @@ def main() -> None:
         if variant == "fp32":
             plot_matrix(result, args.out.with_name("default-model-map-matrix.png"))
         print(variant, json.dumps({k: v for k, v in figures[variant].items() if not k.startswith("per_language")}))
+    compared = {"served": args.model}
+    if args.one_language_model is not None:
+        compared["one_language"] = args.one_language_model
+    monolingual = monolingual_figures(compared, args.base)
     report = {
         "model": manifest.name,
         "adapter_sha256": manifest.adapter["sha256"] if manifest.adapter else None,
@@ -107,6 +127,8 @@ def main() -> None:
         "served_variant": manifest.default_variant,
         "test_articles": figures,
         "int8_multi_map_loss": round(figures["fp32"]["multi_map"] - figures["int8"]["multi_map"], 4),
+        "merge_scale": manifest.adapter.get("scale", 1.0) if manifest.adapter else None,
+        "monolingual_qa": monolingual,
         "zero_shot_languages": [lang for lang in LANGUAGES if lang not in recipe["languages"]],  # never trained on
         "recipe": sweep["chosen"]["recipe"],
         "served_seed": recipe["seed"],
