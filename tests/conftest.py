@@ -132,16 +132,17 @@ def default_model(base_model: Path) -> Path:
     """The served default (base + shipped adapter); `make test` builds it first, this builds it when run on its
     own or when the shipped adapter changed since it was exported."""
     from app.manifest import ManifestError, load_model_manifest
-    from training.export import export_model
+    from training.default_model import DEFAULT_MERGE_SCALE, export_served_default
     from training.lora import adapter_record
 
     try:
-        shipped = adapter_record(DEFAULT_ADAPTER_DIR)["sha256"]
-        current = load_model_manifest(DEFAULT_MODEL_DIR).adapter["sha256"] == shipped
+        shipped = adapter_record(DEFAULT_ADAPTER_DIR, DEFAULT_MERGE_SCALE)
+        merged = load_model_manifest(DEFAULT_MODEL_DIR).adapter
+        current = (merged["sha256"], merged.get("scale", 1.0)) == (shipped["sha256"], shipped["scale"])
     except (ManifestError, TypeError, KeyError):
         current = False
     if not current:
-        export_model(base_model, DEFAULT_MODEL_DIR, name=DEFAULT_MODEL_DIR.name, adapter=DEFAULT_ADAPTER_DIR)
+        export_served_default(base_model, DEFAULT_MODEL_DIR)
     return DEFAULT_MODEL_DIR
 
 

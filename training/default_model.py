@@ -10,6 +10,7 @@ The result is a standard ``BertModel`` folder (config.json, model.safetensors, t
 ``transformers.AutoModel`` / ``AutoTokenizer`` load like any hub model.
 
     python -m training.default_model --out models/multilingual-e5-small
+    python -m training.default_model --served models/multilingual-e5-small-hybrid   # + the served default
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ DEFAULT_OUT = Path("models/multilingual-e5-small")  # the base
 # The served default (Makefile `make models`): the base with the shipped hybrid LoRA adapter merged in.
 DEFAULT_ADAPTER = Path("models/adapters/multilingual-e5-small-hybrid-lora")
 DEFAULT_SERVED = Path("models/multilingual-e5-small-hybrid")
+# The served default merges the adapter at this scale (W = W_base + scale * ΔW), chosen by `python -m
+# training.merge_scale` under its rule (docs/RESULTS.md, "One language or many").
+DEFAULT_MERGE_SCALE = 1.0
 SOURCE_NAME = "intfloat/multilingual-e5-small"
 _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block
@@ -235,13 +239,30 @@ def build_default_model(out: Path = DEFAULT_OUT, force: bool = False) -> Path:
     return out
 
 
+def export_served_default(base: Path = DEFAULT_OUT, out: Path = DEFAULT_SERVED) -> Path:
+    """The served default: the base with the shipped adapter merged at DEFAULT_MERGE_SCALE, exported (fp32 + gated
+    int8 + manifest)."""
+    from training.export import export_model
+
+    export_model(base, out, name=out.name, adapter=DEFAULT_ADAPTER, adapter_scale=DEFAULT_MERGE_SCALE)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
+    parser.add_argument(
+        "--served",
+        type=Path,
+        metavar="DIR",
+        help="then merge the shipped adapter into the base at the shipped scale and export it to DIR",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     build_default_model(args.out, args.force)
+    if args.served is not None:
+        export_served_default(args.out, args.served)
 
 
 if __name__ == "__main__":
