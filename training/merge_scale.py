@@ -114,6 +114,23 @@ def choose(points: dict[str, dict], tolerance: float) -> dict:
     }
 
 
+def markdown(points: dict[str, dict]) -> str:
+    """One row per scale: the dev-article figures, then ΔMRR@10 against the base per QA set (held-out sets marked)."""
+    names = list(next(iter(points.values()))["qa"])
+    roles = {name: next(iter(points.values()))["qa"][name]["role"] for name in names}
+    header = ["λ", "dev mono", "dev cross", "dev multi", "rank dist.", "Hit@1", "Hit@10", "own lang."]
+    header += [f"{name}{' (held out)' if roles[name] == 'held_out' else ''}" for name in names]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for scale, point in points.items():
+        dev = point["dev"]
+        cells = [scale] + [f"{dev[k]:.3f}" for k in ("mono_map", "cross_map", "multi_map")]
+        cells += [f"{dev['rank_distance']:.1f}", f"{dev['multi_hit1']:.3f}", f"{dev['multi_hit10']:.3f}"]
+        cells += [f"{dev['own_language_top10']:.1%}"]
+        cells += [f"{point['qa'][name]['vs_baseline']['mrr10']['diff']:+.3f}" for name in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(points: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -131,7 +148,8 @@ def plot(points: dict[str, dict], path: Path) -> None:
     for name in set_names:
         role = points[scales[0]]["qa"][name]["role"]
         diffs = [points[s]["qa"][name]["vs_baseline"]["mrr10"]["diff"] for s in scales]
-        right.plot(x, diffs, marker="o", linestyle="-" if role == "held_out" else "--", label=f"{name} ({role})")
+        style = "-" if role == "held_out" else "--"
+        right.plot(x, diffs, marker="o", linestyle=style, label=f"{name} ({role.replace('_', ' ')})")
     right.axhline(-0.01, color="grey", linewidth=0.8, linestyle=":")
     right.axhline(0.0, color="black", linewidth=0.6)
     right.set(
@@ -179,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot(points, args.out.with_suffix(".png"))
+    print(markdown(points))
     print(json.dumps(result["choice"], indent=2))
 
 

@@ -1,4 +1,5 @@
-"""The shipped adapter, merged and exported again, must still give the figures recorded when it was made (slow)."""
+"""The shipped adapter, merged at the shipped scale and exported again, must still give the figures recorded for the
+served default (slow)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from app.manifest import load_model_manifest, sha256_file
 from tests.conftest import DEFAULT_ADAPTER_DIR
 from tests.training.test_default_model import TEXTS
+from training.default_model import DEFAULT_MERGE_SCALE
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +29,7 @@ def test_the_served_default_is_the_shipped_adapter_on_the_rebuilt_base(default_m
     assert manifest.adapter["sha256"] == sha256_file(DEFAULT_ADAPTER_DIR / "adapter_model.safetensors")
     assert manifest.base_model["sha256"] == sha256_file(base_model / "model.safetensors")
     assert manifest.adapter["rank"] == 16 and manifest.default_variant == "int8"
+    assert manifest.adapter["scale"] == DEFAULT_MERGE_SCALE
     assert manifest.parity["int8"]["servable"] and manifest.parity["fp32"]["max_abs_diff"] <= 1e-4
 
 
@@ -37,7 +40,14 @@ def test_merged_export_reproduces_the_recorded_slice_figures(base_model: Path, t
 
     if not XQUAD.is_dir():
         pytest.skip(f"{XQUAD} (the shared XQuAD-R data) is not here")
-    export_model(base_model, tmp_path / "merged", name="merged-again", adapter=DEFAULT_ADAPTER_DIR, int8=False)
+    export_model(
+        base_model,
+        tmp_path / "merged",
+        name="merged-again",
+        adapter=DEFAULT_ADAPTER_DIR,
+        adapter_scale=DEFAULT_MERGE_SCALE,
+        int8=False,
+    )
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     got = slice_figures(OnnxEmbedder(tmp_path / "merged", "fp32"))
     assert got["articles"] == reference["articles"] and got["n_queries"] == reference["n_queries"]
@@ -46,14 +56,19 @@ def test_merged_export_reproduces_the_recorded_slice_figures(base_model: Path, t
 
 
 def test_merged_onnx_matches_the_adapter_in_torch(default_model: Path, base_model: Path) -> None:
-    """What peft users get (base + adapter, unmerged, in torch) is what the service computes."""
+    """What peft users get (base + adapter, unmerged, in torch, each LoRA layer at the shipped scale) is what the
+    service computes."""
     from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
 
     from app.encoder import OnnxEncoder
     from training.model import load_encoder
 
     loaded = load_encoder(base_model)
     loaded.encoder.backbone = PeftModel.from_pretrained(loaded.encoder.backbone, str(DEFAULT_ADAPTER_DIR))
+    for module in loaded.encoder.backbone.modules():
+        if isinstance(module, LoraLayer):
+            module.set_scale("default", DEFAULT_MERGE_SCALE)
     for kind in ("query", "passage"):
         torch_embeddings = loaded.embed(TEXTS, prefix=f"{kind}: ").numpy()
         onnx_embeddings = OnnxEncoder(default_model, "fp32", runtime="cpu").encode(TEXTS, kind)
