@@ -22,7 +22,6 @@ def build_index(
     batch_size: int = 32,
     progress: bool = True,
     corpus_name: str = "",
-    model_choice: str = "",
 ) -> SearchIndex:
     """Encode the documents as passages into a new FAISS index, with a manifest tying it to the model."""
     started = time.perf_counter()
@@ -51,6 +50,5 @@ def build_index(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - started, 2),
         truncated_passages=truncated,
-        model_choice=model_choice,
     )
     return SearchIndex(vectors, documents, manifest)

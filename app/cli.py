@@ -12,7 +12,6 @@ import argparse
 import logging
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,6 @@ from app.corpus import CorpusError, Document, read_corpus
 from app.encoder import OnnxEncoder, choose_variant
 from app.errors import ServiceError
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
-from app.model_choice import ModelChoice, choose_for_corpus
 from app.settings import Settings
 from app.stores.embedded.collection import wal_path
 from app.stores.embedded.wal import WriteAheadLog
@@ -33,17 +31,13 @@ if TYPE_CHECKING:
 
 
 def index_command(args: argparse.Namespace, settings: Settings) -> None:
+    model_dir = args.model_dir or settings.model_dir
+    manifest = load_model_manifest(model_dir)
+    variant = choose_variant(manifest, settings.int8 if args.int8 is None else args.int8)
+    encoder = OnnxEncoder(model_dir, variant, settings.runtime, settings.intra_op_threads, manifest)
     documents = list(read_corpus(args.corpus))
     if not documents:
         raise CorpusError(f"{args.corpus} holds no documents")
-    if args.model_dir is not None:
-        choice = ModelChoice("multilingual", args.model_dir, f"--model-dir {args.model_dir}")
-    else:
-        choice = choose_for_corpus(settings, Counter(d.lang for d in documents))
-    print(f"model: {choice.model_dir} ({choice.role.replace('_', '-')}): {choice.reason}")
-    manifest = load_model_manifest(choice.model_dir)
-    variant = choose_variant(manifest, settings.int8 if args.int8 is None else args.int8)
-    encoder = OnnxEncoder(choice.model_dir, variant, settings.runtime, settings.intra_op_threads, manifest)
     if (args.store or settings.store) == "milvus":
         milvus_index_command(args, settings, encoder, documents)
         return
@@ -51,13 +45,7 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
     log = _claim_write_log(out, args.discard_writes)
     started = time.perf_counter()
     index = build_index(
-        encoder,
-        documents,
-        args.index_type,
-        args.batch_size,
-        progress=True,
-        corpus_name=str(args.corpus),
-        model_choice=choice.reason,
+        encoder, documents, args.index_type, args.batch_size, progress=True, corpus_name=str(args.corpus)
     )
     version = index.save(out)
     if log is not None:  # the new index starts with an empty log: old writes must not replay onto it
@@ -197,11 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     index = commands.add_parser("index", help="encode a JSONL corpus into a FAISS index")
     index.add_argument("--corpus", type=Path, required=True, help='JSONL: {"id", "text", "lang", "metadata"?}')
     index.add_argument("--out", type=Path, help="index folder (default: SEARCH_INDEX_DIR)")
-    index.add_argument(
-        "--model-dir",
-        type=Path,
-        help="encode with this model folder (default: chosen by the corpus's languages, SEARCH_MODEL_CHOICE)",
-    )
+    index.add_argument("--model-dir", type=Path, help="model folder (default: SEARCH_MODEL_DIR)")
     index.add_argument("--index-type", choices=["flat", "hnsw"], default="flat", help="flat = exact search")
     index.add_argument("--batch-size", type=int, default=32)
     index.add_argument(

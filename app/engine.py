@@ -20,10 +20,10 @@ from app.corpus import Document, Group, Hit
 from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, ServiceError
 from app.limits import metadata_problem
+from app.manifest import load_model_manifest
 from app.metrics import Metrics
-from app.model_choice import ModelChoice, model_for_store
 from app.settings import Settings
-from app.stores import Store, check_store, encoded_with, open_store
+from app.stores import Store, check_store, open_store
 
 log = logging.getLogger(__name__)
 PASSAGE_SUFFIX = ":passage"  # the model id that embeds with the passage prefix
@@ -36,8 +36,6 @@ class EngineStatus:
     ready: bool
     error: str | None = None
     model: str | None = None
-    model_role: str | None = None
-    model_choice: str | None = None
     variant: str | None = None
     model_created_at: str = ""
     providers: list[str] = field(default_factory=list)
@@ -63,25 +61,16 @@ class SearchEngine:
         self._store_calls: ThreadPoolExecutor | None = None  # a remote store's searches, off the batcher's thread
         self.batcher: EncodeBatcher | None = None
         self.error: str | None = None
-        self._choice: ModelChoice | None = None
         self._loaded = threading.Event()
-
-    def model_choice(self) -> ModelChoice:
-        """The configured model that encoded the store (app.model_choice), decided once."""
-        if self._choice is None:
-            self._choice = model_for_store(self.settings, lambda: encoded_with(self.settings))
-            log.info("model: %s (%s): %s", self._choice.model_dir, self._choice.role, self._choice.reason)
-        return self._choice
 
     def check(self) -> None:
         """Cheap start-up checks so a wrong path or a model/store mismatch fails at once (FAISS: the manifests;
         Milvus: the store is opened here, its collection created when missing)."""
-        choice = self.model_choice()
-        model = choice.manifest
+        model = load_model_manifest(self.settings.model_dir)
         variant = choose_variant(model, self.settings.int8)
-        stored_variant = check_store(self.settings, model, choice.model_dir)
-        if stored_variant and variant != stored_variant:
-            log.warning("index was encoded with %s, queries use %s", stored_variant, variant)
+        encoded_with = check_store(self.settings, model)
+        if encoded_with and variant != encoded_with:
+            log.warning("index was encoded with %s, queries use %s", encoded_with, variant)
         if self.settings.store == "milvus":
             self.store = open_store(self.settings, model, variant)
 
@@ -90,10 +79,9 @@ class SearchEngine:
             settings = self.settings
             if settings.faiss_threads:  # one search is a few ms at most: more threads only spin against the model's
                 faiss.omp_set_num_threads(settings.faiss_threads)
-            choice = self.model_choice()
-            manifest = choice.manifest
+            manifest = load_model_manifest(settings.model_dir)
             self.encoder = OnnxEncoder(
-                choice.model_dir,
+                settings.model_dir,
                 choose_variant(manifest, settings.int8),
                 settings.runtime,
                 settings.intra_op_threads,
@@ -159,8 +147,6 @@ class SearchEngine:
         return EngineStatus(
             ready=True,
             model=encoder.manifest.name,
-            model_role=self._choice.role if self._choice else None,
-            model_choice=self._choice.reason if self._choice else None,
             variant=encoder.variant,
             model_created_at=encoder.manifest.created_at,
             providers=list(encoder.providers),

@@ -72,7 +72,6 @@ class IndexManifest(BaseModel):
     created_at: str = ""
     build_seconds: float = 0.0
     wal_seq: int = Field(0, description="last write-ahead-log record this snapshot holds")
-    model_choice: str = Field("", description="why the model that encoded the corpus was chosen")
 
 
 def read_manifest(folder: Path, cls: type[M], what: str) -> M:

@@ -33,8 +33,8 @@ DEFAULT_OUT = Path("models/multilingual-e5-small")  # the base
 DEFAULT_ADAPTER = Path("models/adapters/multilingual-e5-small-hybrid-lora")
 DEFAULT_SERVED = Path("models/multilingual-e5-small-hybrid")
 # The served default merges the adapter at this scale (W = W_base + scale * ΔW), chosen by `python -m
-# training.merge_scale` under its rule (docs/RESULTS.md, "One language or many").
-DEFAULT_MERGE_SCALE = 1.0
+# training.merge_scale` under its rule (docs/RESULTS.md, "The merge scale").
+DEFAULT_MERGE_SCALE = 0.5
 SOURCE_NAME = "intfloat/multilingual-e5-small"
 _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block

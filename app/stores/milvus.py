@@ -170,10 +170,6 @@ class MilvusStore(Store):
         with self._calls("collection lookup"):
             return self.client.has_collection(self.collection, timeout=self.timeout_s)
 
-    def stored_identity(self) -> CollectionIdentity | None:
-        """The identity the collection records; None when there is no collection yet."""
-        return self.read_identity() if self.exists() else None
-
     def read_identity(self) -> CollectionIdentity:
         with self._calls("collection lookup"):
             description = self.client.describe_collection(self.collection, timeout=self.timeout_s)["description"]
@@ -413,9 +409,9 @@ class MilvusStore(Store):
             server_manager_instance.release_server(self.uri)
 
 
-def milvus_store(settings: Settings) -> MilvusStore:
-    """The Milvus store of the settings, connected; its collection not opened yet."""
-    return MilvusStore(
+def connect_milvus(settings: Settings, identity: CollectionIdentity, create: bool = True) -> MilvusStore:
+    """The Milvus store of the settings, its collection opened (created when missing) and checked for ``identity``."""
+    store = MilvusStore(
         settings.milvus_uri,
         settings.milvus_collection,
         settings.milvus_token,
@@ -423,11 +419,6 @@ def milvus_store(settings: Settings) -> MilvusStore:
         settings.milvus_consistency,
         settings.milvus_timeout_s,
     )
-
-
-def connect_milvus(settings: Settings, identity: CollectionIdentity, create: bool = True) -> MilvusStore:
-    """The Milvus store of the settings, its collection opened (created when missing) and checked for ``identity``."""
-    store = milvus_store(settings)
     try:
         store.open(identity, settings.milvus_index_type, create)
     except BaseException:
