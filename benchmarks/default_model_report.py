@@ -4,9 +4,9 @@ graphs that are served.
     python benchmarks/default_model_report.py              # after `make models`; ~40 min on 2 cores
 
 Writes ``docs/results/default-model.json`` (fp32 and int8 of the served default on the test articles, the chosen
-recipe's three seeds from ``--sweep`` beside the previous recipe's from ``--previous-sweep``; the served default and
-the one-language model against the base on every monolingual QA set of ``training.qa_retrieval``, held-out sets
-included, with paired bootstrap intervals) and the adapter's
+recipe's three seeds from ``--sweep`` beside the previous recipe's from ``--previous-sweep``, merged at scale 1 as
+they were trained; the served default against the base on every monolingual QA set of ``training.qa_retrieval``,
+held-out sets included, with paired bootstrap intervals) and the adapter's
 reference figures on a fixed slice of the test articles (``models/adapters/<name>/reference_slice.json``), which
 ``tests/training/test_default_adapter.py`` checks after merging and exporting the adapter again.
 """
@@ -96,7 +96,6 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / DEFAULT_SERVED)
     parser.add_argument("--adapter", type=Path, default=ROOT / DEFAULT_ADAPTER)
     parser.add_argument("--base", type=Path, default=ROOT / DEFAULT_OUT, help="the base, ONNX-exported")
-    parser.add_argument("--one-language-model", type=Path, help="the model a one-language corpus gets, if not the base")
     parser.add_argument("--sweep", type=Path, default=RESULTS / "adapter-sweep-round5.json")
     parser.add_argument("--previous-sweep", type=Path, default=RESULTS / "adapter-sweep-round2.json")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default-adapter.yaml")
@@ -116,10 +115,7 @@ def main() -> None:
         if variant == "fp32":
             plot_matrix(result, args.out.with_name("default-model-map-matrix.png"))
         print(variant, json.dumps({k: v for k, v in figures[variant].items() if not k.startswith("per_language")}))
-    compared = {"served": args.model}
-    if args.one_language_model is not None:
-        compared["one_language"] = args.one_language_model
-    monolingual = monolingual_figures(compared, args.base)
+    monolingual = monolingual_figures({"served": args.model}, args.base)
     report = {
         "model": manifest.name,
         "adapter_sha256": manifest.adapter["sha256"] if manifest.adapter else None,

@@ -35,6 +35,9 @@ DEFAULT_SERVED = Path("models/multilingual-e5-small-hybrid")
 # The served default merges the adapter at this scale (W = W_base + scale * ΔW), chosen by `python -m
 # training.merge_scale` under its rule (docs/RESULTS.md, "The merge scale").
 DEFAULT_MERGE_SCALE = 0.5
+# Its int8 graph keeps the FFN down-projections of layers 2-5 in fp32 (training.export): with the export's usual 3-5
+# the int8 gate measured a top-10 overlap of 0.899 with fp32, under the 0.9 it asks for; with 2-5, 0.907.
+DEFAULT_INT8_FP32_LAYERS = (2, 3, 4, 5)
 SOURCE_NAME = "intfloat/multilingual-e5-small"
 _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block
@@ -244,7 +247,14 @@ def export_served_default(base: Path = DEFAULT_OUT, out: Path = DEFAULT_SERVED) 
     int8 + manifest)."""
     from training.export import export_model
 
-    export_model(base, out, name=out.name, adapter=DEFAULT_ADAPTER, adapter_scale=DEFAULT_MERGE_SCALE)
+    export_model(
+        base,
+        out,
+        name=out.name,
+        adapter=DEFAULT_ADAPTER,
+        adapter_scale=DEFAULT_MERGE_SCALE,
+        int8_fp32_layers=DEFAULT_INT8_FP32_LAYERS,
+    )
     return out
 
 
@@ -259,7 +269,9 @@ def main(argv: list[str] | None = None) -> None:
         help="then merge the shipped adapter into the base at the shipped scale and export it to DIR",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("__main__", "training", "app"):  # onnxruntime.quantization logs every node at INFO on the root
+        logging.getLogger(name).setLevel(logging.INFO)
     build_default_model(args.out, args.force)
     if args.served is not None:
         export_served_default(args.out, args.served)
