@@ -81,14 +81,31 @@ def seeds_summary(sweep: dict) -> tuple[list[dict], dict]:
     return seeds, stats
 
 
-def monolingual_figures(models: dict[str, Path], base: Path) -> dict:
-    """Each model (its served variant) against the base (its served variant) on every monolingual QA set."""
+def monolingual_figures(model: Path, base: Path, curve_file: Path) -> dict:
+    """The served default (its served variant) against the base on every monolingual QA set, with paired intervals.
+    Taken from the merge-scale curve when the curve measured these very graphs (same fp32 fingerprint and variant
+    for the served model; its λ = 0 point for the base), else measured here."""
+    manifest = load_model_manifest(model)
+    curve = json.loads(curve_file.read_text(encoding="utf-8")) if curve_file.is_file() else {"points": {}}
+    for point in curve["points"].values():
+        measured = load_model_manifest(ROOT / point["model"])
+        if (measured.fingerprint, point["variant"]) == (manifest.fingerprint, manifest.default_variant):
+            base_point = curve["points"]["0"]
+            return {
+                "measured_in": f"{curve_file.relative_to(ROOT)} (the same graphs: {point['model']}, {base_point['model']})",
+                "base": {
+                    name: {k: f[k] for k in ("mrr10", "ndcg10", "hit1", "hit10")}
+                    for name, f in base_point["qa"].items()
+                },
+                "served": point["qa"],
+            }
     sets = load_qa_sets()
     base_ranks = evaluate_sets(OnnxEmbedder(base, None), sets)
-    figures: dict = {"base": {qa.name: summarise(base_ranks[qa.name]) for qa in sets}}
-    for name, model_dir in models.items():
-        figures[name] = report(sets, evaluate_sets(OnnxEmbedder(model_dir, None), sets), base_ranks)
-    return figures
+    return {
+        "measured_in": "this report",
+        "base": {qa.name: summarise(base_ranks[qa.name]) for qa in sets},
+        "served": report(sets, evaluate_sets(OnnxEmbedder(model, None), sets), base_ranks),
+    }
 
 
 def main() -> None:
@@ -96,6 +113,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / DEFAULT_SERVED)
     parser.add_argument("--adapter", type=Path, default=ROOT / DEFAULT_ADAPTER)
     parser.add_argument("--base", type=Path, default=ROOT / DEFAULT_OUT, help="the base, ONNX-exported")
+    parser.add_argument("--curve", type=Path, default=RESULTS / "merge-scale.json", help="training.merge_scale's")
     parser.add_argument("--sweep", type=Path, default=RESULTS / "adapter-sweep-round5.json")
     parser.add_argument("--previous-sweep", type=Path, default=RESULTS / "adapter-sweep-round2.json")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default-adapter.yaml")
@@ -115,7 +133,7 @@ def main() -> None:
         if variant == "fp32":
             plot_matrix(result, args.out.with_name("default-model-map-matrix.png"))
         print(variant, json.dumps({k: v for k, v in figures[variant].items() if not k.startswith("per_language")}))
-    monolingual = monolingual_figures({"served": args.model}, args.base)
+    monolingual = monolingual_figures(args.model, args.base, args.curve)
     report = {
         "model": manifest.name,
         "adapter_sha256": manifest.adapter["sha256"] if manifest.adapter else None,

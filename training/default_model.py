@@ -35,9 +35,6 @@ DEFAULT_SERVED = Path("models/multilingual-e5-small-hybrid")
 # The served default merges the adapter at this scale (W = W_base + scale * ΔW), chosen by `python -m
 # training.merge_scale` under its rule (docs/RESULTS.md, "The merge scale").
 DEFAULT_MERGE_SCALE = 0.5
-# Its int8 graph keeps the FFN down-projections of layers 2-5 in fp32 (training.export): with the export's usual 3-5
-# the int8 gate measured a top-10 overlap of 0.899 with fp32, under the 0.9 it asks for; with 2-5, 0.907.
-DEFAULT_INT8_FP32_LAYERS = (2, 3, 4, 5)
 SOURCE_NAME = "intfloat/multilingual-e5-small"
 _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block
@@ -253,7 +250,6 @@ def export_served_default(base: Path = DEFAULT_OUT, out: Path = DEFAULT_SERVED) 
         name=out.name,
         adapter=DEFAULT_ADAPTER,
         adapter_scale=DEFAULT_MERGE_SCALE,
-        int8_fp32_layers=DEFAULT_INT8_FP32_LAYERS,
     )
     return out
 
