@@ -92,7 +92,7 @@ def monolingual_figures(model: Path, base: Path, curve_file: Path) -> dict:
         if (measured.fingerprint, point["variant"]) == (manifest.fingerprint, manifest.default_variant):
             base_point = curve["points"]["0"]
             return {
-                "measured_in": f"{curve_file.relative_to(ROOT)} (the same graphs: {point['model']}, {base_point['model']})",
+                "measured_in": f"{curve_file.name}: the same graphs ({point['model']}; base {base_point['model']})",
                 "base": {
                     name: {k: f[k] for k in ("mrr10", "ndcg10", "hit1", "hit10")}
                     for name, f in base_point["qa"].items()
