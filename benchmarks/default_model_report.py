@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.manifest import load_model_manifest  # noqa: E402
+from app.manifest import ManifestError, load_model_manifest  # noqa: E402
 from training.data import load_split_titles  # noqa: E402
 from training.default_model import DEFAULT_ADAPTER, DEFAULT_OUT, DEFAULT_SERVED  # noqa: E402
 from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set  # noqa: E402
@@ -88,7 +88,10 @@ def monolingual_figures(model: Path, base: Path, curve_file: Path) -> dict:
     manifest = load_model_manifest(model)
     curve = json.loads(curve_file.read_text(encoding="utf-8")) if curve_file.is_file() else {"points": {}}
     for point in curve["points"].values():
-        measured = load_model_manifest(ROOT / point["model"])
+        try:
+            measured = load_model_manifest(ROOT / point["model"])
+        except ManifestError:  # the curve's exports are not on this machine
+            continue
         if (measured.fingerprint, point["variant"]) == (manifest.fingerprint, manifest.default_variant):
             base_point = curve["points"]["0"]
             return {
