@@ -28,9 +28,10 @@ def test_the_served_default_is_the_shipped_adapter_on_the_rebuilt_base(default_m
     manifest = load_model_manifest(default_model)
     assert manifest.adapter["sha256"] == sha256_file(DEFAULT_ADAPTER_DIR / "adapter_model.safetensors")
     assert manifest.base_model["sha256"] == sha256_file(base_model / "model.safetensors")
-    assert manifest.adapter["rank"] == 16 and manifest.default_variant == "int8"
-    assert manifest.adapter["scale"] == DEFAULT_MERGE_SCALE
-    assert manifest.parity["int8"]["servable"] and manifest.parity["fp32"]["max_abs_diff"] <= 1e-4
+    assert manifest.adapter["rank"] == 16 and manifest.adapter["scale"] == DEFAULT_MERGE_SCALE
+    # at scale 0.5 the int8 graph misses the gate (top-10 overlap 0.899 < 0.9 when it was shipped): fp32 is served
+    assert manifest.default_variant == "fp32" and not manifest.parity["int8"]["servable"]
+    assert manifest.parity["fp32"]["max_abs_diff"] <= 1e-4
 
 
 def test_merged_export_reproduces_the_recorded_slice_figures(base_model: Path, tmp_path: Path) -> None:
