@@ -28,14 +28,10 @@ from app.manifest import ManifestError, load_model_manifest  # noqa: E402
 from training.data import load_split_titles  # noqa: E402
 from training.default_model import DEFAULT_ADAPTER, DEFAULT_OUT, DEFAULT_SERVED  # noqa: E402
 from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set  # noqa: E402
+from training.merge_scale import LANGUAGES, RESULTS, SPLIT_FILE, XQUAD  # noqa: E402
 from training.plots import plot_matrix  # noqa: E402
 from training.qa_retrieval import evaluate_sets, load_qa_sets, report, summarise  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "docs" / "results"
-XQUAD = DATA / "xquad-r"
-SPLIT_FILE = DATA / "splits" / "xquad-r-articles.json"
-LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 SLICE_ARTICLES = 2  # the first test articles of the split file: the reference slice
 # the figures reported per model and per seed (and own_language_top10, evaluate's own_language_share_top10)
 SEED_KEYS = ("mono_map", "cross_map", "multi_map", "rank_distance", "multi_hit1", "multi_hit10", "multi_group_hit10")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.training.test_metrics import FixedEmbedder
 from training.data import DataError
 from training.qa_retrieval import (
     EXTRA_DATA,
@@ -61,20 +62,10 @@ def test_unreadable_or_malformed_sets_name_the_file(tmp_path: Path) -> None:
         load_qa_set(QaSetSpec("s", "en", "missing.json", "choose"), tmp_path)
 
 
-class Lookup:
-    name = "hand-made"
-
-    def __init__(self, vectors: dict[str, list[float]]) -> None:
-        self.vectors = vectors
-
-    def encode(self, texts: list[str], kind: str) -> np.ndarray:
-        return np.array([self.vectors[t] for t in texts], dtype=np.float32)
-
-
 def test_ranks_and_measures_by_hand(tmp_path: Path) -> None:
     (tmp_path / "set.json").write_text(json.dumps(SQUAD), encoding="utf-8")
     qa = load_qa_set(QaSetSpec("s", "en", "set.json", "choose"), tmp_path)
-    embedder = Lookup(
+    embedder = FixedEmbedder(
         {
             "Paris is in France.": [1, 0],
             "Berlin is in Germany.": [0, 1],
