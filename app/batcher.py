@@ -6,7 +6,8 @@ it when a text is too long (and it did not ask for truncation) or when it would 
 ``max_request_tokens`` tokens, and then runs model calls of at most ``max_texts`` rows and ``max_tokens`` padded
 tokens (``fair_tokens`` while several requests share the worker, so that each call is short). Each call takes
 rows from the requests with the fewest rows left to encode: a lone search that arrives while twelve large batches
-are running goes into the next call, and the large ones finish one after another rather than all late together.
+are running goes into the next call, and the large ones finish one after another rather than all late together. A
+call never pads short rows to more than twice their width, so that search's call is a short one of its own.
 A request is answered as soon as its last row is encoded; a follow-up (e.g. the FAISS search) runs on the worker
 too, off the event loop. Query embeddings can be kept in an LRU cache, so a repeated query skips tokenizer and
 model (not the search).
@@ -106,6 +107,7 @@ class EncodeBatcher:
         query_cache_size: int = 0,
         fair_tokens: int = 2048,
         max_request_tokens: int = 0,
+        narrow_rows: int = 64,
     ) -> None:
         self.encoder = encoder
         self.cache = QueryCache(query_cache_size)
@@ -113,6 +115,7 @@ class EncodeBatcher:
         self.max_tokens = max_tokens
         self.fair_tokens = fair_tokens
         self.max_request_tokens = max_request_tokens  # 0: no per-request limit
+        self.narrow_rows = narrow_rows  # rows up to this many tokens share a call whatever their lengths
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch
@@ -243,8 +246,10 @@ class EncodeBatcher:
             while state.pending and len(chosen) < self.max_texts:
                 text, ids = state.pending[0]
                 wider = max(width, len(ids))
-                if chosen and (len(chosen) + 1) * wider > cap:
-                    break  # this job's next row does not fit; a shorter one of another job may
+                if chosen and ((len(chosen) + 1) * wider > cap or wider > max(2 * width, self.narrow_rows)):
+                    # this job's next row does not fit, or would more than double the padding of the rows taken
+                    # (a 12-token query padded to 512 costs a 512-token row): a shorter one of another job may
+                    break
                 chosen.append((state, text, ids))
                 state.pending.pop(0)
                 width = wider

@@ -135,6 +135,23 @@ def test_a_light_request_is_not_queued_behind_a_heavy_one(encoder: OnnxEncoder) 
     assert max(c.padded_tokens for c in calls[2:]) > 128  # the heavy one alone again: full-size calls
 
 
+def test_a_short_row_is_not_padded_to_the_width_of_long_ones(encoder: OnnxEncoder) -> None:
+    release = threading.Event()
+    calls: list[BatchStats] = []
+    batcher = EncodeBatcher(encoder, max_texts=8, fair_tokens=512, narrow_rows=8, on_batch=calls.append)
+    busy = batcher.submit(["hold the worker"], "query", 64, then=lambda _: release.wait(30))
+    while not busy.running():
+        pass
+    heavy = batcher.submit([r["text"] for r in demo_records(limit=16)], "passage", 64, truncate=True)
+    light = batcher.submit(["kurz"], "query", 64)
+    release.set()
+    heavy.result(timeout=30), light.result(timeout=30)
+    batcher.close()
+    # call 0 held the worker; call 1 is the light query alone, not 1 + 7 rows of 64 tokens
+    assert calls[1].texts == 1 and calls[1].padded_tokens < 16
+    assert all(c.padded_tokens == c.texts * 64 for c in calls[2:])
+
+
 def test_a_request_over_the_token_budget_is_refused_with_the_limit(encoder: OnnxEncoder) -> None:
     batcher = EncodeBatcher(encoder, max_request_tokens=100)
     texts = [r["text"] for r in demo_records(limit=4)]  # 4 x 32 tokens after truncation: 128 > 100
