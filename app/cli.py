@@ -1,6 +1,8 @@
-"""Command line: build an index from a JSONL corpus, copy an embedded index into Milvus, or serve.
+"""Command line: index documents (a folder of files, or a JSONL/CSV/TSV/Parquet file), copy an embedded index into
+Milvus, or serve.
 
-polyglot-search index --corpus data/demo/corpus.jsonl --out indexes/demo     # or: python -m app.cli index ...
+polyglot-search index --corpus data/samples --out indexes/samples            # or: python -m app.cli index ...
+polyglot-search index --corpus data/demo/corpus.jsonl --out indexes/demo
 polyglot-search index --corpus data/demo/corpus.jsonl --store milvus         # into SEARCH_MILVUS_URI, resumable
 polyglot-search copy --from indexes/demo                                     # an embedded index into Milvus
 polyglot-search serve
@@ -18,9 +20,12 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from app.build import build_index
-from app.corpus import CorpusError, Document, read_corpus
+from app.corpus import Document
 from app.encoder import OnnxEncoder, choose_variant
 from app.errors import ServiceError
+from app.ingest.passages import PassageMaker, read_passages
+from app.ingest.sources import Columns, CorpusError, ImportReport, describe
+from app.ingest.splitter import PassageSplitter
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.settings import Settings
 from app.stores.embedded.collection import wal_path
@@ -35,7 +40,18 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
     manifest = load_model_manifest(model_dir)
     variant = choose_variant(manifest, settings.int8 if args.int8 is None else args.int8)
     encoder = OnnxEncoder(model_dir, variant, settings.runtime, settings.intra_op_threads, manifest)
-    documents = list(read_corpus(args.corpus))
+    passage_tokens = args.passage_tokens or min(settings.passage_tokens, manifest.max_length)
+    overlap = settings.passage_overlap_tokens if args.overlap_tokens is None else args.overlap_tokens
+    if passage_tokens > manifest.max_length:
+        limit = manifest.max_length
+        raise CorpusError(f"--passage-tokens {passage_tokens} is above the model's limit of {limit} tokens")
+    splitter = PassageSplitter(encoder.tokenizer, encoder.prefix("passage"), passage_tokens, overlap)
+    columns = Columns(args.id_column, args.text_column, args.lang_column, args.title_column)
+    report = ImportReport()
+    documents = read_passages(args.corpus, PassageMaker(splitter), columns, report)
+    print(describe(report))
+    if args.strict and report.skipped:
+        raise CorpusError(f"{len(report.skipped)} files could not be read (--strict); nothing was indexed")
     if not documents:
         raise CorpusError(f"{args.corpus} holds no documents")
     if (args.store or settings.store) == "milvus":
@@ -45,7 +61,14 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
     log = _claim_write_log(out, args.discard_writes)
     started = time.perf_counter()
     index = build_index(
-        encoder, documents, args.index_type, args.batch_size, progress=True, corpus_name=str(args.corpus)
+        encoder,
+        documents,
+        args.index_type,
+        args.batch_size,
+        progress=True,
+        corpus_name=str(args.corpus),
+        passage_tokens=passage_tokens,
+        passage_overlap_tokens=overlap,
     )
     version = index.save(out)
     if log is not None:  # the new index starts with an empty log: old writes must not replay onto it
@@ -53,7 +76,7 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
         log.close()
     size_mb = sum(f.stat().st_size for f in version.iterdir()) / 2**20
     print(
-        f"indexed {index.size} documents in {len(index.languages)} languages with {manifest.name} ({variant}) "
+        f"indexed {index.size} passages in {len(index.languages)} languages with {manifest.name} ({variant}) "
         f"in {time.perf_counter() - started:.1f} s -> {out} ({size_mb:.1f} MiB, {args.index_type})"
     )
 
@@ -89,7 +112,7 @@ def milvus_index_command(
     finally:
         store.close()
     print(
-        f"indexed {len(todo)} new documents ({len(documents) - len(todo)} already there) with "
+        f"indexed {len(todo)} new passages ({len(documents) - len(todo)} already there) with "
         f"{encoder.manifest.name} ({encoder.variant}) in {time.perf_counter() - started:.1f} s -> Milvus "
         f"{settings.milvus_uri} collection {settings.milvus_collection} ({size} documents)"
     )
@@ -182,8 +205,29 @@ def main(argv: list[str] | None = None) -> None:
     program = "polyglot-search" if Path(sys.argv[0]).name == "polyglot-search" else "python -m app.cli"
     parser = argparse.ArgumentParser(prog=program, description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("index", help="encode a JSONL corpus into a FAISS index")
-    index.add_argument("--corpus", type=Path, required=True, help='JSONL: {"id", "text", "lang", "metadata"?}')
+    index = commands.add_parser("index", help="split documents into passages and encode them into an index")
+    index.add_argument(
+        "--corpus",
+        type=Path,
+        required=True,
+        help="a folder of .txt/.md/.html/.pdf files (id = relative path), or a .jsonl "
+        '({"id", "text", "lang"?, "title"?, "metadata"?} per line), .csv, .tsv or .parquet file',
+    )
+    for name, default in (("id", "id"), ("text", "text"), ("lang", "lang"), ("title", "title")):
+        index.add_argument(
+            f"--{name}-column", default=default, help=f"CSV/TSV/Parquet column of the {name} (default: {default})"
+        )
+    index.add_argument(
+        "--passage-tokens",
+        type=int,
+        help="split documents longer than this many model tokens into passages (default: SEARCH_PASSAGE_TOKENS)",
+    )
+    index.add_argument(
+        "--overlap-tokens",
+        type=int,
+        help="tokens of whole sentences shared by consecutive passages (default: SEARCH_PASSAGE_OVERLAP_TOKENS)",
+    )
+    index.add_argument("--strict", action="store_true", help="fail, indexing nothing, if a file cannot be read")
     index.add_argument("--out", type=Path, help="index folder (default: SEARCH_INDEX_DIR)")
     index.add_argument("--model-dir", type=Path, help="model folder (default: SEARCH_MODEL_DIR)")
     index.add_argument("--index-type", choices=["flat", "hnsw"], default="flat", help="flat = exact search")

@@ -19,6 +19,9 @@ from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.corpus import Document, Group, Hit
 from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, ServiceError
+from app.ingest.passages import PassageMaker
+from app.ingest.sources import SourceDocument
+from app.ingest.splitter import PassageSplitter
 from app.limits import metadata_problem
 from app.manifest import load_model_manifest
 from app.metrics import Metrics
@@ -60,6 +63,7 @@ class SearchEngine:
         self.store: Store | None = None
         self._store_calls: ThreadPoolExecutor | None = None  # a remote store's searches, off the batcher's thread
         self.batcher: EncodeBatcher | None = None
+        self._passage_maker: PassageMaker | None = None
         self.error: str | None = None
         self._loaded = threading.Event()
 
@@ -248,10 +252,13 @@ class SearchEngine:
             raise InvalidRequest(f"dimensions must be {self.embedding_dim} (this model does not shorten embeddings)")
         return self.embed(texts, input_type or kind, truncate)
 
-    def embed_documents(self, documents: list[Document], truncate: bool = False) -> Future:
-        """Documents to be written: count and metadata checks, then the future of their passage embeddings."""
+    def document_passages(self, documents: list[SourceDocument], split: bool = True) -> list[Document]:
+        """Documents to be written: count, text and metadata checks, then their passages (split above the passage
+        size unless ``split`` is false; languages detected where missing). CPU work: call it off the event loop."""
+        encoder, _, _ = self._parts()
         limits = self.settings
         self._check_count(documents, limits.max_documents_per_request, "documents", "request")
+        self._check_texts([d.text for d in documents], limits.max_document_chars, "document")
         for i, document in enumerate(documents):
             if problem := metadata_problem(document.metadata, limits.max_metadata_depth):
                 raise InvalidRequest(f"document {i} ({document.id!r}): {problem}")
@@ -261,7 +268,20 @@ class SearchEngine:
                     f"document {i} ({document.id!r}): metadata is {size} bytes as JSON; "
                     f"the limit is {limits.max_metadata_bytes}"
                 )
-        return self.embed([d.text for d in documents], "passage", truncate)
+        if self._passage_maker is None:
+            splitter = PassageSplitter(
+                encoder.tokenizer,
+                encoder.prefix("passage"),
+                min(limits.passage_tokens, encoder.manifest.max_length),
+                limits.passage_overlap_tokens,
+            )
+            self._passage_maker = PassageMaker(splitter)
+        maker = self._passage_maker
+        return [p for d in documents for p in (maker.passages(d) if split else [maker.whole(d)])]
+
+    def embed_passages(self, passages: list[Document], truncate: bool = False) -> Future:
+        """The future of the passages' embeddings (an over-long one is refused unless ``truncate``)."""
+        return self.embed([p.text for p in passages], "passage", truncate)
 
     @staticmethod
     def _check_count(items: list, limit: int, what: str, unit: str = "call") -> None:
@@ -283,13 +303,15 @@ class SearchEngine:
             if len(text) > max_chars:
                 raise InvalidRequest(f"{what} {i} is {len(text)} characters long; the limit is {max_chars}")
 
-    def upsert(self, documents: list[Document], encoded: Encoded) -> int | None:
+    def upsert(self, passages: list[Document], encoded: Encoded, documents: list[str]) -> int | None:
+        """Write the passages; every other passage of ``documents`` goes in the same write."""
         _, store, _ = self._parts()
-        return store.upsert(documents, encoded.embeddings)
+        return store.upsert(passages, encoded.embeddings, replacing=documents)
 
-    def delete(self, doc_id: str) -> bool:
+    def delete(self, doc_id: str) -> list[str]:
+        """Delete a document (all its passages); the passage ids deleted."""
         _, store, _ = self._parts()
-        return bool(store.delete([doc_id]))
+        return store.delete([doc_id])
 
     def size(self) -> int:
         return self._parts()[1].size

@@ -72,6 +72,8 @@ class IndexManifest(BaseModel):
     created_at: str = ""
     build_seconds: float = 0.0
     wal_seq: int = Field(0, description="last write-ahead-log record this snapshot holds")
+    passage_tokens: int | None = Field(None, description="documents were split into passages of at most this")
+    passage_overlap_tokens: int = 0
 
 
 def read_manifest(folder: Path, cls: type[M], what: str) -> M:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from app.ingest.languages import normalize_language
 
 # Ids travel in URL paths: printable, no whitespace or control characters, at most 256 characters.
 DOCUMENT_ID_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,256}$"
 DocumentId = Annotated[str, StringConstraints(pattern=DOCUMENT_ID_PATTERN)]
-LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+
+
+# BCP-47, normalised to lowercase ("EN" -> "en", "pt_BR" -> "pt-br"): the form the index stores
+LanguageCode = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalize_language)]
 FilterValue = str | int | float | bool
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Filters = Annotated[dict[FieldName, FilterValue], Field(max_length=16)]
@@ -176,7 +181,8 @@ class EmbeddingsResponse(BaseModel):
 class DocumentIn(Strict):
     id: DocumentId
     text: str = Field(min_length=1)
-    lang: LanguageCode
+    lang: LanguageCode | None = Field(None, description="BCP-47 tag; detected when missing (lang_detected: true)")
+    title: str | None = Field(None, max_length=1000, description="kept in metadata.title of every passage")
     metadata: dict[str, Any] = Field(default_factory=dict, description="any JSON object; scalar fields are filterable")
 
     @field_validator("text")
@@ -188,8 +194,15 @@ class DocumentIn(Strict):
 
 
 class UpsertRequest(Strict):
-    documents: list[DocumentIn] = Field(min_length=1, description="added, or replaced when the id exists")
-    truncate: bool = Field(False, description="embed only the first tokens of over-long texts (else 422)")
+    documents: list[DocumentIn] = Field(
+        min_length=1, description="added, or replaced (with all their passages) when the id exists"
+    )
+    split: bool = Field(
+        True,
+        description="split a document longer than SEARCH_PASSAGE_TOKENS into passages <id>#<n> at sentence ends; "
+        "false: one passage per document (an over-long one gets 422 unless truncate)",
+    )
+    truncate: bool = Field(False, description="with split false: embed only the first tokens of over-long texts")
 
     @field_validator("documents")
     @classmethod
@@ -203,8 +216,10 @@ class UpsertRequest(Strict):
 
 
 class UpsertResponse(BaseModel):
-    upserted: int
-    ids: list[str]
+    upserted: int = Field(description="documents written")
+    ids: list[str] = Field(description="their ids")
+    passages: int = Field(description="passages written (a long document is several)")
+    passage_ids: list[str]
     index_size: int
     log_seq: int | None = Field(
         description="write-ahead-log record that made the write durable (embedded store; null with Milvus)"
@@ -220,6 +235,7 @@ class DocumentOut(BaseModel):
 
 class DeleteResponse(BaseModel):
     deleted: str
+    passages: int = Field(description="passages deleted: the document's own, and those split from it")
     index_size: int
 
 

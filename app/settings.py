@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     max_batch_queries: int = Field(64, ge=1, description="most queries/inputs in one /search/batch or /v1/embeddings")
     max_documents_per_request: int = Field(256, ge=1, description="most documents in one POST /documents")
     max_document_chars: int = Field(20000, ge=1, description="longer document texts are refused (422)")
+    passage_tokens: int = Field(
+        256, ge=16, description="documents longer than this many model tokens are split into passages of at most it"
+    )
+    passage_overlap_tokens: int = Field(
+        0, ge=0, description="tokens of whole sentences that consecutive passages of a document share"
+    )
     max_metadata_bytes: int = Field(4096, ge=2, description="largest metadata object, as compact JSON")
     max_metadata_depth: int = Field(
         MAX_METADATA_DEPTH, ge=1, le=200, description="most nested levels of objects/arrays in metadata"

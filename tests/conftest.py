@@ -57,8 +57,8 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_index(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from app.build import build_index
-    from app.corpus import read_corpus
     from app.encoder import OnnxEncoder
+    from app.ingest.sources import read_corpus
 
     index_dir = tmp_path_factory.mktemp("indexes") / "tiny"
     index = build_index(OnnxEncoder(tiny_model, runtime="cpu"), list(read_corpus(tiny_corpus)), progress=False)
@@ -148,9 +148,8 @@ def default_model(base_model: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_index(default_model: Path) -> Path:
-    from app.build import build_index
-    from app.corpus import read_corpus
-    from app.encoder import OnnxEncoder
+    """The demo index as `make index` builds it (the Makefile's command), rebuilt when the model changed."""
+    from app.cli import main
     from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 
     try:
@@ -160,8 +159,9 @@ def demo_index(default_model: Path) -> Path:
     except ManifestError:
         current = False
     if not current:
-        documents = list(read_corpus(ROOT / "data" / "demo" / "corpus.jsonl"))
-        build_index(OnnxEncoder(default_model), documents, progress=False).save(DEMO_INDEX_DIR)
+        corpus = ROOT / "data" / "demo" / "corpus.jsonl"
+        main(["index", "--corpus", str(corpus), "--model-dir", str(default_model), "--out", str(DEMO_INDEX_DIR),
+              "--passage-tokens", "512", "--discard-writes"])  # fmt: skip
     return DEMO_INDEX_DIR
 
 

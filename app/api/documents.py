@@ -1,4 +1,5 @@
-"""The documents API: upsert a batch, get one, delete one. Writes need a write key and are durable when acknowledged."""
+"""The documents API: upsert a batch (long documents split into passages), get a passage, delete a document with
+its passages. Writes need a write key and are durable when acknowledged."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import get_engine, get_settings, require_read_key, require_write_key, wait_for
-from app.corpus import Document
 from app.errors import documented
+from app.ingest.sources import SourceDocument
 from app.schemas import DOCUMENT_ID_PATTERN, DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
 
 router = APIRouter(tags=["documents"])
@@ -24,12 +25,20 @@ PathId = Path(description="document id", pattern=DOCUMENT_ID_PATTERN)
 async def upsert_documents(body: UpsertRequest, request: Request) -> UpsertResponse:
     engine, settings = get_engine(request), get_settings(request)
     engine.require_writable()
-    documents = [Document(d.id, d.text, d.lang, d.metadata) for d in body.documents]
-    encoded = await wait_for(engine.embed_documents(documents, body.truncate), settings)
-    seq = await run_in_threadpool(engine.upsert, documents, encoded)  # fsync: off the event loop
-    metrics = request.app.state.metrics
-    metrics.writes.labels("upsert").inc(len(documents))
-    return UpsertResponse(upserted=len(documents), ids=[d.id for d in documents], index_size=engine.size(), log_seq=seq)
+    documents = [SourceDocument(d.id, d.text, d.lang, d.title, d.metadata) for d in body.documents]
+    passages = await run_in_threadpool(engine.document_passages, documents, body.split)  # tokenizer, detector
+    encoded = await wait_for(engine.embed_passages(passages, body.truncate), settings)
+    doc_ids = [d.id for d in body.documents]
+    seq = await run_in_threadpool(engine.upsert, passages, encoded, doc_ids)  # fsync: off the event loop
+    request.app.state.metrics.writes.labels("upsert").inc(len(passages))
+    return UpsertResponse(
+        upserted=len(documents),
+        ids=doc_ids,
+        passages=len(passages),
+        passage_ids=[p.id for p in passages],
+        index_size=engine.size(),
+        log_seq=seq,
+    )
 
 
 @router.get(
@@ -49,14 +58,15 @@ def get_document(request: Request, doc_id: DocumentId = PathId) -> DocumentOut:
 @router.delete(
     "/documents/{doc_id:path}",
     response_model=DeleteResponse,
-    summary="delete one document; durable once acknowledged",
+    summary="delete one document with all its passages; durable once acknowledged",
     dependencies=[Depends(require_write_key)],
     responses=documented(401, 403, 404, 409, 422, 503, 507),
 )
 def delete_document(request: Request, doc_id: DocumentId = PathId) -> DeleteResponse:
     engine = get_engine(request)
     engine.require_writable()
-    if not engine.delete(doc_id):
+    deleted = engine.delete(doc_id)
+    if not deleted:
         raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
-    request.app.state.metrics.writes.labels("delete").inc()
-    return DeleteResponse(deleted=doc_id, index_size=engine.size())
+    request.app.state.metrics.writes.labels("delete").inc(len(deleted))
+    return DeleteResponse(deleted=doc_id, passages=len(deleted), index_size=engine.size())

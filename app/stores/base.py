@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,13 +74,15 @@ class Store(ABC):
     def get(self, doc_id: str) -> Document | None: ...
 
     @abstractmethod
-    def upsert(self, documents: list[Document], embeddings: np.ndarray) -> int | None:
-        """Add or replace documents; durable and searchable when this returns. The write-ahead-log sequence
-        number where the store keeps one, else None."""
+    def upsert(self, documents: list[Document], embeddings: np.ndarray, replacing: Sequence[str] = ()) -> int | None:
+        """Add or replace passages; durable and searchable when this returns. The other passages of the documents
+        ``replacing`` names (see ``delete``) are removed in the same write. The write-ahead-log sequence number
+        where the store keeps one, else None."""
 
     @abstractmethod
     def delete(self, doc_ids: list[str]) -> list[str]:
-        """Delete the ids that exist; return them. Durable when this returns."""
+        """Delete documents: the passages with these ids and the passages split from them (``metadata.doc_id``);
+        return the passage ids deleted. Durable when this returns."""
 
     @abstractmethod
     def require_writable(self) -> None:

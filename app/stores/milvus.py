@@ -27,7 +27,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -350,7 +350,9 @@ class MilvusStore(Store):
 
     # --- writes --------------------------------------------------------------------------------------------------
 
-    def upsert(self, documents: list[Document], embeddings: np.ndarray) -> None:
+    def upsert(self, documents: list[Document], embeddings: np.ndarray, replacing: Sequence[str] = ()) -> None:
+        """Milvus has no transaction: the new passages are written first, then the stale ones of ``replacing``
+        deleted, so a failure in between leaves extra passages of the document, never none."""
         if len(documents) != len(embeddings) or len({d.id for d in documents}) != len(documents):
             raise ValueError("upsert needs one embedding per document and distinct ids")
         for i, document in enumerate(documents):
@@ -368,6 +370,11 @@ class MilvusStore(Store):
         ]
         with self._calls("write"):
             self.client.upsert(self.collection, rows, timeout=self.timeout_s)
+        new = {d.id for d in documents}
+        stale = [i for i in self.passage_ids(list(replacing)) if i not in new]
+        if stale:
+            with self._calls("delete"):
+                self.client.delete(self.collection, filter=_ids_expression(stale), timeout=self.timeout_s)
         return None
 
     def _add_to_catalog(self, documents: list[Document]) -> None:
@@ -382,11 +389,26 @@ class MilvusStore(Store):
                 self._catalog_keys |= new
 
     def delete(self, doc_ids: list[str]) -> list[str]:
-        present = self.present(doc_ids)
+        present = self.passage_ids(doc_ids)
         if present:
             with self._calls("delete"):
                 self.client.delete(self.collection, filter=_ids_expression(sorted(present)), timeout=self.timeout_s)
-        return [i for i in doc_ids if i in present]
+        return present
+
+    def passage_ids(self, doc_ids: list[str]) -> list[str]:
+        """The passages of these documents: the passage with the id itself, and those split from it."""
+        if not doc_ids:
+            return []
+        literals = ", ".join(milvus_literal(doc_id) for doc_id in doc_ids)
+        with self._calls("read"):
+            rows = self.client.query(
+                self.collection,
+                filter=f'id in [{literals}] or metadata["doc_id"] in [{literals}]',
+                output_fields=["id"],
+                consistency_level=self.consistency,
+                timeout=self.timeout_s,
+            )
+        return sorted(row["id"] for row in rows)
 
     def require_writable(self) -> None:
         return None

@@ -9,8 +9,16 @@ import pytest
 from app.cli import main
 from app.corpus import Document
 from app.encoder import OnnxEncoder
+from app.ingest.passages import PassageMaker, read_passages
+from app.ingest.splitter import PassageSplitter
 from app.stores.embedded.collection import Collection, wal_path
 from app.stores.embedded.index import SearchIndex
+
+
+def passages_of(corpus: Path, encoder: OnnxEncoder) -> list[Document]:
+    """What the index command makes of a corpus with this model at its own limit."""
+    splitter = PassageSplitter(encoder.tokenizer, encoder.prefix("passage"), encoder.manifest.max_length)
+    return read_passages(corpus, PassageMaker(splitter))
 
 
 def write_one(index_dir: Path, encoder: OnnxEncoder) -> Collection:
@@ -32,9 +40,10 @@ def test_rebuild_refuses_to_drop_api_writes_unless_asked(
         main(rebuild)
     main([*rebuild, "--discard-writes"])
     rebuilt = SearchIndex.load(writable_index)
-    assert "api-1" not in rebuilt and rebuilt.size == 220 and rebuilt.manifest.wal_seq == 0
+    passages = len(passages_of(tiny_corpus, encoder))
+    assert "api-1" not in rebuilt and rebuilt.size == passages and rebuilt.manifest.wal_seq == 0
     assert wal_path(writable_index).stat().st_size == 0
-    assert Collection(writable_index).size == 220  # nothing old is replayed onto the new index
+    assert Collection(writable_index).size == passages  # nothing old is replayed onto the new index
 
 
 def test_milvus_index_resumes_and_copy_takes_logged_writes(
@@ -46,11 +55,13 @@ def test_milvus_index_resumes_and_copy_takes_logged_writes(
     half = tmp_path / "half.jsonl"
     half.write_text("".join(tiny_corpus.read_text(encoding="utf-8").splitlines(keepends=True)[:100]), encoding="utf-8")
     to_milvus = ["--model-dir", str(tiny_model), "--store", "milvus", "--milvus-uri", uri, "--collection", "built"]
+    encoder = OnnxEncoder(tiny_model, "fp32", runtime="cpu")
+    first, passages = len(passages_of(half, encoder)), len(passages_of(tiny_corpus, encoder))
     main(["index", "--corpus", str(half), *to_milvus])  # an interrupted build: the first 100 documents
     main(["index", "--corpus", str(tiny_corpus), *to_milvus])
-    assert "indexed 120 new documents (100 already there)" in capsys.readouterr().out
+    assert f"indexed {passages - first} new passages ({first} already there)" in capsys.readouterr().out
+    main(["index", "--corpus", str(tiny_corpus), "--model-dir", str(tiny_model), "--out", str(tmp_path / "same")])
 
-    encoder = OnnxEncoder(tiny_model, "fp32", runtime="cpu")
     write_one(writable_index, encoder).stop_snapshots()  # the write is in the log only, as after a crash
     main(["copy", "--from", str(writable_index), "--milvus-uri", uri, "--collection", "copied"])
     assert "copied 221 documents (0 already there)" in capsys.readouterr().out
@@ -60,8 +71,8 @@ def test_milvus_index_resumes_and_copy_takes_logged_writes(
     try:
         for store in (built, copied):
             store.open(store.read_identity())
-        assert built.size == 220 and copied.size == 221 and copied.get("api-1").text == "written through the API"
-        index = SearchIndex.load(writable_index)
+        assert built.size == passages and copied.size == 221 and copied.get("api-1").text == "written through the API"
+        index = SearchIndex.load(tmp_path / "same")  # the same passages, in the embedded store
         query = encoder.encode(["Warschau"], "query")
         assert [h.document.id for h in built.search(query, 5)[0]] == [h.document.id for h in index.search(query, 5)[0]]
     finally:

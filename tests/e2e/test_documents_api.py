@@ -56,7 +56,7 @@ def test_upsert_is_searchable_at_once_then_get_and_delete(server: str) -> None:
     assert replaced.json()["index_size"] == size + 2
     assert httpx.get(f"{server}/documents/api/new-1").json()["text"] == "Anderer Text"
     deleted = httpx.delete(f"{server}/documents/api/new-1", headers=WRITE)
-    assert deleted.status_code == 200 and deleted.json() == {"deleted": "api/new-1", "index_size": size + 1}
+    assert deleted.json() == {"deleted": "api/new-1", "passages": 1, "index_size": size + 1}
     assert httpx.get(f"{server}/documents/api/new-1").status_code == 404
     assert httpx.delete(f"{server}/documents/api/new-1", headers=WRITE).status_code == 404
 
@@ -94,9 +94,10 @@ def test_reads_are_open_without_read_keys(server: str) -> None:
         ({"documents": [doc("")]}, "documents.0.id: String should match pattern"),
         ({"documents": [doc("x" * 257)]}, "documents.0.id: String should match pattern"),
         ({"documents": [doc("ok", "   ")]}, "text must not be empty or whitespace"),
-        ({"documents": [doc("ok", "y" * 501)]}, "passage 0 is 501 characters long; the limit is 500"),
-        ({"documents": [doc("ok", "wort " * 80)]}, 'tokens long .* send "truncate": true'),
-        ({"documents": [{**doc("ok"), "lang": "German"}]}, "documents.0.lang: String should match pattern"),
+        ({"documents": [doc("ok", "y" * 501)]}, "document 0 is 501 characters long; the limit is 500"),
+        ({"documents": [doc("ok", "wort " * 80)], "split": False}, 'tokens long .* send "truncate": true'),
+        ({"documents": [{**doc("ok"), "lang": "German"}]}, "documents.0.lang: .*'German' is not a language tag"),
+        ({"documents": [{**doc("ok"), "lang": "zz"}]}, "documents.0.lang: .*'zz' is not the tag of a known language"),
         ({"documents": [{**doc("ok"), "metadata": "x"}]}, "documents.0.metadata: Input should be a valid dictionary"),
         ({"documents": [{**doc("ok"), "extra": 1}]}, "documents.0.extra: Extra inputs are not permitted"),
         ({"documents": [doc("ok", blob="z" * 5000)]}, "metadata is 5011 bytes as JSON; the limit is 4096"),
@@ -113,9 +114,34 @@ def test_bad_writes_get_a_clear_422(server: str, payload: dict, message: str) ->
 
 def test_over_long_documents_are_truncated_only_when_asked(server: str) -> None:
     long = doc("long-one", "wort " * 80)
-    answer = httpx.post(f"{server}/documents", json={"documents": [long], "truncate": True}, headers=WRITE)
+    body = {"documents": [long], "split": False, "truncate": True}
+    answer = httpx.post(f"{server}/documents", json=body, headers=WRITE)
     assert answer.status_code == 200, answer.text
     assert httpx.get(f"{server}/documents/long-one").json()["text"] == long["text"]  # stored whole
+
+
+def test_a_long_document_is_split_replaced_whole_and_deleted_whole(server: str) -> None:
+    sentences = " ".join(f"Satz {i} über den Rhein." for i in range(18))  # within the 500 characters
+    untagged = {key: value for key, value in doc("long-doc", sentences).items() if key != "lang"}
+    answer = httpx.post(f"{server}/documents", json={"documents": [untagged]}, headers=WRITE)
+    assert answer.status_code == 200, answer.text
+    written = answer.json()
+    assert written["ids"] == ["long-doc"] and written["passages"] > 2
+    assert written["passage_ids"] == [f"long-doc#{n}" for n in range(written["passages"])]
+    first = httpx.get(f"{server}/documents/long-doc%230").json()
+    assert first["text"] == sentences[first["metadata"]["start"] : first["metadata"]["end"]]
+    assert first["metadata"]["doc_id"] == "long-doc" and first["metadata"]["chunk"] == 0 and first["lang"] == "de"
+    assert first["metadata"]["lang_detected"] is True
+    size = written["index_size"]
+    shorter = httpx.post(
+        f"{server}/documents", json={"documents": [doc("long-doc", "Nur noch ein Satz.")]}, headers=WRITE
+    )
+    assert shorter.json()["passage_ids"] == ["long-doc"]  # the old passages went in the same write
+    assert shorter.json()["index_size"] == size - written["passages"] + 1
+    assert httpx.get(f"{server}/documents/long-doc%231").status_code == 404
+    httpx.post(f"{server}/documents", json={"documents": [doc("long-doc", sentences)]}, headers=WRITE)
+    deleted = httpx.delete(f"{server}/documents/long-doc", headers=WRITE).json()
+    assert deleted["passages"] == written["passages"] and deleted["index_size"] == size - written["passages"]
 
 
 def test_get_refuses_invalid_ids(server: str) -> None:

@@ -16,7 +16,7 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -136,6 +136,7 @@ class Collection(Store):
                 )
             expected += 1
             if record["op"] == "upsert":
+                self.index.delete(record.get("delete", []))
                 docs = [Document(d["id"], d["text"], d["lang"], d.get("metadata", {})) for d in record["documents"]]
                 vectors = np.stack([decode_vector(d["vector"]) for d in record["documents"]])
                 self.index.upsert(docs, vectors)
@@ -187,16 +188,20 @@ class Collection(Store):
         with self._lock:
             return self.index.get(doc_id)
 
-    def upsert(self, documents: list[Document], embeddings: np.ndarray) -> int:
-        """Log, apply, and return the log sequence number; when this returns the write is durable and visible."""
+    def upsert(self, documents: list[Document], embeddings: np.ndarray, replacing: Sequence[str] = ()) -> int:
+        """Log, apply, and return the log sequence number; when this returns the write is durable and visible.
+        The stale passages of ``replacing`` go in the same log record, so a document is replaced whole or not."""
         rows = [
             {"id": d.id, "text": d.text, "lang": d.lang, "metadata": d.metadata, "vector": encode_vector(e)}
             for d, e in zip(documents, embeddings, strict=True)
         ]
         with self._lock:
             wal = self.require_writable()
+            new = {d.id for d in documents}
+            stale = [i for i in self.index.passage_ids(replacing) if i not in new]
             with _storage_errors():
-                seq = wal.append({"op": "upsert", "documents": rows})
+                seq = wal.append({"op": "upsert", "documents": rows, **({"delete": stale} if stale else {})})
+            self.index.delete(stale)
             self.index.upsert(documents, embeddings)
             self._after_write()
             return seq
@@ -205,7 +210,7 @@ class Collection(Store):
         """Delete the ids that exist (logged first); return them."""
         with self._lock:
             wal = self.require_writable()
-            present = [i for i in doc_ids if i in self.index]
+            present = self.index.passage_ids(doc_ids)
             if present:
                 with _storage_errors():
                     wal.append({"op": "delete", "ids": present})

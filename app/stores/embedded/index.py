@@ -125,6 +125,16 @@ class SearchIndex:
     def __contains__(self, doc_id: str) -> bool:
         return doc_id in self._slot_of
 
+    def passage_ids(self, doc_ids: Iterable[str]) -> list[str]:
+        """The passages of these documents: the passage with the id itself, and those split from it."""
+        found: dict[str, None] = {}
+        for doc_id in doc_ids:
+            if doc_id in self._slot_of:
+                found[doc_id] = None
+            for slot in sorted(self._postings.get(filter_key("doc_id", doc_id), ())):
+                found[self._docs[slot].id] = None
+        return list(found)
+
     def _allowed_slots(self, languages: Iterable[str] | None, filters: dict | None) -> set[int] | None:
         """Slots a search may return, or None for all of them."""
         allowed: set[int] | None = None

@@ -155,7 +155,7 @@ def test_filters_combine_with_languages(encoder: OnnxEncoder, writable_index: Pa
 
 
 def test_hnsw_is_read_only(encoder: OnnxEncoder, tiny_corpus: Path, tmp_path: Path) -> None:
-    from app.corpus import read_corpus
+    from app.ingest.sources import read_corpus
 
     hnsw_dir = tmp_path / "hnsw"
     build_index(encoder, list(read_corpus(tiny_corpus))[:30], "hnsw", progress=False).save(hnsw_dir)
@@ -175,3 +175,27 @@ def test_an_unwritable_folder_still_serves_reads(encoder: OnnxEncoder, writable_
         assert locked.search(encoder.encode(["x"], "query"), top_k=3)[0]
     finally:
         folder.chmod(0o755)
+
+
+def test_replacing_a_document_swaps_all_its_passages_in_one_logged_write(
+    encoder: OnnxEncoder, writable_index: Path
+) -> None:
+    def passages(n: int) -> list[Document]:
+        return [Document(f"doc#{i}", f"part {i} of doc", "en", {"doc_id": "doc", "chunk": i}) for i in range(n)]
+
+    collection = Collection(writable_index)
+    base = collection.size
+    four = passages(4)
+    collection.upsert(four, encoder.encode([d.text for d in four], "passage"), replacing=["doc"])
+    assert collection.size == base + 4
+    whole = [Document("doc", "now a short document", "en")]
+    seq = collection.upsert(whole, encoder.encode([whole[0].text], "passage"), replacing=["doc"])
+    assert collection.size == base + 1 and collection.get("doc#0") is None
+    crash(collection)
+    (record,) = [r for r in read_log(wal_path(writable_index)) if r["seq"] == seq]
+    assert record["delete"] == ["doc#0", "doc#1", "doc#2", "doc#3"]  # the same record as the new passage
+    reopened = Collection(writable_index)
+    assert reopened.size == base + 1 and reopened.get("doc").text == "now a short document"
+    two = passages(2)
+    reopened.upsert(two, encoder.encode([d.text for d in two], "passage"), replacing=["doc"])
+    assert reopened.delete(["doc"]) == ["doc#0", "doc#1"] and reopened.size == base

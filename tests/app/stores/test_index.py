@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from app.build import build_index
-from app.corpus import CorpusError, Document, read_corpus
+from app.corpus import Document
 from app.encoder import OnnxEncoder
+from app.ingest.sources import CorpusError, read_corpus
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.stores.embedded.index import SearchIndex
 

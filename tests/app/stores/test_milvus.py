@@ -155,3 +155,17 @@ def test_identity_survives_in_the_collection_description(milvus: MilvusStore, fa
 def test_an_unreachable_server_is_a_503_within_the_timeout() -> None:
     with pytest.raises(StoreUnavailable, match=r"cannot connect to Milvus at http://127\.0\.0\.1:9"):
         MilvusStore("http://127.0.0.1:9", timeout_s=1.0)
+
+
+def test_replacing_and_deleting_a_document_covers_all_its_passages(milvus: MilvusStore, queries: np.ndarray) -> None:
+    base = milvus.size
+    vectors = np.resize(queries, (4, queries.shape[1]))
+    quoted = 'doc"] or id != ["x'  # an id that would widen an unescaped expression
+    for doc_id in ("doc", quoted):
+        four = [Document(f"{doc_id}#{i}", f"part {i}", "en", {"doc_id": doc_id, "chunk": i}) for i in range(4)]
+        milvus.upsert(four, vectors, replacing=[doc_id])
+    assert milvus.size == base + 8
+    milvus.upsert([Document("doc", "now short", "en")], vectors[:1], replacing=["doc"])
+    assert milvus.size == base + 5 and milvus.get("doc#0") is None and milvus.get("doc").text == "now short"
+    assert milvus.delete([quoted]) == sorted(f"{quoted}#{i}" for i in range(4))
+    assert milvus.delete(["doc"]) == ["doc"] and milvus.size == base

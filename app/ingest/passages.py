@@ -1,0 +1,97 @@
+"""Source documents -> the passages the index holds: split to the passage size, languages detected where missing.
+
+A document within the passage size stays one passage with the document's id. A longer one becomes passages
+``<id>#<n>`` whose metadata say where they come from: ``doc_id``, ``chunk`` (0-based position), ``start``/``end``
+(character offsets into the document's text) and the document's ``title``. Splitting is deterministic, so the same
+text always gives the same passages and ids. A passage without a language tag gets the detected one and
+``lang_detected: true``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.corpus import Document
+from app.ingest.languages import LanguageDetector, language_detector
+from app.ingest.sources import Columns, CorpusError, ImportReport, SourceDocument, read_documents
+from app.ingest.splitter import PassageSplitter
+
+# Ids travel in URL paths (no whitespace or control characters): a file name's spaces are percent-encoded
+_UNSAFE_IN_ID = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def safe_id(raw: str) -> str:
+    return _UNSAFE_IN_ID.sub(lambda m: f"%{ord(m.group()):02X}", raw)
+
+
+def passage_id(doc_id: str, chunk: int) -> str:
+    return f"{doc_id}#{chunk}"
+
+
+class PassageMaker:
+    """Turns source documents into passages for one model's tokenizer and passage size."""
+
+    def __init__(self, splitter: PassageSplitter, detector: LanguageDetector | None = None) -> None:
+        self.splitter = splitter
+        self._detector = detector
+
+    @property
+    def detector(self) -> LanguageDetector:
+        if self._detector is None:
+            self._detector = language_detector()
+        return self._detector
+
+    def passages(self, document: SourceDocument) -> list[Document]:
+        doc_id = safe_id(document.id)
+        pieces = self.splitter.split(document.text)
+        base = dict(document.metadata)
+        if document.title:
+            base["title"] = document.title
+        if len(pieces) == 1:
+            return [self._with_language(doc_id, pieces[0].text, document.lang, base)]
+        return [
+            self._with_language(
+                passage_id(doc_id, chunk),
+                piece.text,
+                document.lang,
+                {**base, "doc_id": doc_id, "chunk": chunk, "start": piece.start, "end": piece.end},
+            )
+            for chunk, piece in enumerate(pieces)
+        ]
+
+    def whole(self, document: SourceDocument) -> Document:
+        """The document as one passage, however long (the caller refuses or truncates an over-long one)."""
+        metadata = {**document.metadata, "title": document.title} if document.title else dict(document.metadata)
+        return self._with_language(safe_id(document.id), document.text, document.lang, metadata)
+
+    def _with_language(self, passage_id: str, text: str, lang: str | None, metadata: dict) -> Document:
+        if lang is None:
+            return Document(passage_id, text, self.detector.detect(text), {**metadata, "lang_detected": True})
+        return Document(passage_id, text, lang, metadata)
+
+    def all_passages(self, documents: Iterable[SourceDocument]) -> Iterator[Document]:
+        for document in documents:
+            yield from self.passages(document)
+
+
+def read_passages(
+    path: Path, maker: PassageMaker, columns: Columns | None = None, report: ImportReport | None = None
+) -> list[Document]:
+    """Every passage of the documents under ``path``, with a progress bar of documents and passages."""
+    passages: list[Document] = []
+    seen: set[str] = set()
+    with tqdm(read_documents(path, columns, report), unit="doc", desc="reading documents") as bar:
+        for document in bar:
+            for passage in maker.passages(document):
+                if passage.id in seen:  # "a#1" may be a document of its own as well as a passage of "a"
+                    raise CorpusError(
+                        f"{path}: passage id {passage.id!r} occurs twice; rename document {document.id!r}"
+                    )
+                seen.add(passage.id)
+                passages.append(passage)
+            bar.set_postfix(passages=len(passages), refresh=False)
+    return passages
