@@ -10,7 +10,6 @@ text always gives the same passages and ids. A passage without a language tag ge
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -48,9 +47,7 @@ class PassageMaker:
     def passages(self, document: SourceDocument) -> list[Document]:
         doc_id = safe_id(document.id)
         pieces = self.splitter.split(document.text)
-        base = dict(document.metadata)
-        if document.title:
-            base["title"] = document.title
+        base = _titled(document)
         if len(pieces) == 1:
             return [self._with_language(doc_id, pieces[0].text, document.lang, base)]
         return [
@@ -65,17 +62,16 @@ class PassageMaker:
 
     def whole(self, document: SourceDocument) -> Document:
         """The document as one passage, however long (the caller refuses or truncates an over-long one)."""
-        metadata = {**document.metadata, "title": document.title} if document.title else dict(document.metadata)
-        return self._with_language(safe_id(document.id), document.text, document.lang, metadata)
+        return self._with_language(safe_id(document.id), document.text, document.lang, _titled(document))
 
     def _with_language(self, passage_id: str, text: str, lang: str | None, metadata: dict) -> Document:
         if lang is None:
             return Document(passage_id, text, self.detector.detect(text), {**metadata, "lang_detected": True})
         return Document(passage_id, text, lang, metadata)
 
-    def all_passages(self, documents: Iterable[SourceDocument]) -> Iterator[Document]:
-        for document in documents:
-            yield from self.passages(document)
+
+def _titled(document: SourceDocument) -> dict:
+    return {**document.metadata, "title": document.title} if document.title else dict(document.metadata)
 
 
 def read_passages(
