@@ -23,9 +23,8 @@ from app.build import build_index
 from app.corpus import Document
 from app.encoder import OnnxEncoder, choose_variant
 from app.errors import ServiceError
-from app.ingest.passages import PassageMaker, read_passages
+from app.ingest.passages import passage_maker, read_passages
 from app.ingest.sources import Columns, CorpusError, ImportReport, describe
-from app.ingest.splitter import PassageSplitter
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.settings import Settings
 from app.stores.embedded.collection import wal_path
@@ -40,15 +39,13 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
     manifest = load_model_manifest(model_dir)
     variant = choose_variant(manifest, settings.int8 if args.int8 is None else args.int8)
     encoder = OnnxEncoder(model_dir, variant, settings.runtime, settings.intra_op_threads, manifest)
-    passage_tokens = args.passage_tokens or min(settings.passage_tokens, manifest.max_length)
-    overlap = settings.passage_overlap_tokens if args.overlap_tokens is None else args.overlap_tokens
-    if passage_tokens > manifest.max_length:
-        limit = manifest.max_length
-        raise CorpusError(f"--passage-tokens {passage_tokens} is above the model's limit of {limit} tokens")
-    splitter = PassageSplitter(encoder.tokenizer, encoder.prefix("passage"), passage_tokens, overlap)
+    try:
+        maker = passage_maker(encoder, settings, args.passage_tokens, args.overlap_tokens)
+    except ValueError as exc:
+        raise CorpusError(f"--passage-tokens/--overlap-tokens: {exc}") from exc
     columns = Columns(args.id_column, args.text_column, args.lang_column, args.title_column)
     report = ImportReport()
-    documents = read_passages(args.corpus, PassageMaker(splitter), columns, report)
+    documents = read_passages(args.corpus, maker, columns, report)
     print(describe(report))
     if args.strict and report.skipped:
         raise CorpusError(f"{len(report.skipped)} files could not be read (--strict); nothing was indexed")
@@ -67,8 +64,8 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
         args.batch_size,
         progress=True,
         corpus_name=str(args.corpus),
-        passage_tokens=passage_tokens,
-        passage_overlap_tokens=overlap,
+        passage_tokens=maker.splitter.max_tokens,
+        passage_overlap_tokens=maker.splitter.overlap_tokens,
     )
     version = index.save(out)
     if log is not None:  # the new index starts with an empty log: old writes must not replay onto it

@@ -19,9 +19,8 @@ from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.corpus import Document, Group, Hit
 from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, ServiceError
-from app.ingest.passages import PassageMaker
+from app.ingest.passages import PassageMaker, passage_maker
 from app.ingest.sources import SourceDocument
-from app.ingest.splitter import PassageSplitter
 from app.limits import metadata_problem
 from app.manifest import load_model_manifest
 from app.metrics import Metrics
@@ -96,6 +95,7 @@ class SearchEngine:
                 self.store = open_store(settings, manifest, self.encoder.variant)
             if self.store.remote:
                 self._store_calls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
+            self._passage_maker = passage_maker(self.encoder, settings)
             self._warm_up()
             self.batcher = EncodeBatcher(
                 self.encoder,
@@ -255,7 +255,7 @@ class SearchEngine:
     def document_passages(self, documents: list[SourceDocument], split: bool = True) -> list[Document]:
         """Documents to be written: count, text and metadata checks, then their passages (split above the passage
         size unless ``split`` is false; languages detected where missing). CPU work: call it off the event loop."""
-        encoder, _, _ = self._parts()
+        self._parts()  # NotReady while loading
         limits = self.settings
         self._check_count(documents, limits.max_documents_per_request, "documents", "request")
         self._check_texts([d.text for d in documents], limits.max_document_chars, "document")
@@ -268,15 +268,8 @@ class SearchEngine:
                     f"document {i} ({document.id!r}): metadata is {size} bytes as JSON; "
                     f"the limit is {limits.max_metadata_bytes}"
                 )
-        if self._passage_maker is None:
-            splitter = PassageSplitter(
-                encoder.tokenizer,
-                encoder.prefix("passage"),
-                min(limits.passage_tokens, encoder.manifest.max_length),
-                limits.passage_overlap_tokens,
-            )
-            self._passage_maker = PassageMaker(splitter)
         maker = self._passage_maker
+        assert maker is not None  # made in load(), with the encoder
         return [p for d in documents for p in (maker.passages(d) if split else [maker.whole(d)])]
 
     def embed_passages(self, passages: list[Document], truncate: bool = False) -> Future:

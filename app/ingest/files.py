@@ -3,7 +3,7 @@
 HTML is parsed with BeautifulSoup over lxml and reduced to its main text: scripts, styles, navigation, headers,
 footers, asides and forms go; when the page marks its content (``<main>``, ``<article>``, ``role="main"``) only that
 is kept. Markdown is rendered by markdown-it and read like HTML, so markup never reaches the model. PDF text comes
-from pypdf, page by page. The libraries were chosen by measuring them on real files (docs/INGEST.md).
+from pypdf, page by page.
 """
 
 from __future__ import annotations

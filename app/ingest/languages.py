@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
 from functools import cache
 
 import langcodes
@@ -61,18 +60,8 @@ class LanguageDetector:
         except LanguageTagError:  # a few fastText labels are not registered tags (e.g. "eml")
             return found[0]["lang"].lower()
 
-    def detect_many(self, texts: Sequence[str]) -> list[str]:
-        return [self.detect(text) for text in texts]
 
-
-_shared: LanguageDetector | None = None
-_shared_lock = threading.Lock()
-
-
+@cache
 def language_detector() -> LanguageDetector:
     """The process's detector (the model loads on first use, about 1 MB)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = LanguageDetector()
-        return _shared
+    return LanguageDetector()

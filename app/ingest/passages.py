@@ -15,9 +15,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.corpus import Document
+from app.encoder import OnnxEncoder
 from app.ingest.languages import LanguageDetector, language_detector
 from app.ingest.sources import Columns, CorpusError, ImportReport, SourceDocument, read_documents
 from app.ingest.splitter import PassageSplitter
+from app.settings import Settings
 
 # Ids travel in URL paths (no whitespace or control characters): a file name's spaces are percent-encoded
 _UNSAFE_IN_ID = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -68,6 +70,19 @@ class PassageMaker:
         if lang is None:
             return Document(passage_id, text, self.detector.detect(text), {**metadata, "lang_detected": True})
         return Document(passage_id, text, lang, metadata)
+
+
+def passage_maker(
+    encoder: OnnxEncoder, settings: Settings, passage_tokens: int | None = None, overlap_tokens: int | None = None
+) -> PassageMaker:
+    """The passage maker of a served model: ``passage_tokens`` or else SEARCH_PASSAGE_TOKENS capped at the model's
+    limit, ``overlap_tokens`` or else SEARCH_PASSAGE_OVERLAP_TOKENS; ``ValueError`` when they do not fit."""
+    limit = encoder.manifest.max_length
+    size = passage_tokens or min(settings.passage_tokens, limit)
+    if size > limit:
+        raise ValueError(f"a passage of {size} tokens is above the model's limit of {limit} tokens")
+    overlap = settings.passage_overlap_tokens if overlap_tokens is None else overlap_tokens
+    return PassageMaker(PassageSplitter(encoder.tokenizer, encoder.prefix("passage"), size, overlap))
 
 
 def _titled(document: SourceDocument) -> dict:

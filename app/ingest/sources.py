@@ -1,7 +1,7 @@
 """Where documents come from: a JSONL, CSV/TSV or Parquet file of records, or a folder of document files.
 
 Every reader streams (memory independent of the corpus size) and yields ``SourceDocument``s; a record that breaks
-the format is an ``ImportError`` naming the file and line, while a document file that cannot be read is reported
+the format is a ``CorpusError`` naming the file and line, while a document file that cannot be read is reported
 and skipped (``ImportReport``), so one damaged PDF does not stop an import of thousands.
 """
 
@@ -119,9 +119,13 @@ def _checked_metadata(metadata: object, where: str) -> dict:
     return metadata
 
 
-def read_jsonl(path: Path) -> Iterator[SourceDocument]:
+def read_jsonl(path: Path, required: tuple[str, ...] = ("id", "text")) -> Iterator[SourceDocument]:
     """``{"id", "text", "lang"?, "title"?, "metadata"?}`` per line."""
-    for where, record in json_objects(path, CorpusError, ("id", "text")):
+    seen: set[str] = set()
+    for where, record in json_objects(path, CorpusError, required):
+        if record["id"] in seen:
+            raise CorpusError(f"{where}: duplicate id {record['id']!r}")
+        seen.add(record["id"])
         metadata = _checked_metadata(record.get("metadata", {}), where)
         title = record.get("title", metadata.get("title"))
         yield SourceDocument(
@@ -135,13 +139,8 @@ def read_jsonl(path: Path) -> Iterator[SourceDocument]:
 
 def read_corpus(path: Path) -> Iterator[Document]:
     """Ready-made passages: JSONL records that all carry their language (the demo corpus, test corpora)."""
-    seen: set[str] = set()
-    for where, record in json_objects(path, CorpusError, ("id", "text", "lang")):
-        if record["id"] in seen:
-            raise CorpusError(f"{where}: duplicate id {record['id']!r}")
-        seen.add(record["id"])
-        metadata = _checked_metadata(record.get("metadata", {}), where)
-        yield Document(record["id"], record["text"], language_or_error(record["lang"], where) or "", metadata)
+    for document in read_jsonl(path, ("id", "text", "lang")):
+        yield Document(document.id, document.text, document.lang or "", document.metadata)
 
 
 def _record(row: dict, columns: Columns, where: str, fallback_id: str) -> SourceDocument | None:

@@ -113,14 +113,21 @@ def test_a_full_queue_is_refused_not_buffered(encoder: OnnxEncoder) -> None:
     batcher.close()
 
 
-def test_a_light_request_is_not_queued_behind_a_heavy_one(encoder: OnnxEncoder) -> None:
-    """Issue 15: one large batch held the model for its whole run. Now calls are short and shared fairly."""
+def held_batcher(encoder: OnnxEncoder, **options: int) -> tuple[EncodeBatcher, list[BatchStats], threading.Event]:
+    """A batcher whose worker is held by call 0 until the event is set, so that what is submitted meanwhile is
+    gathered together; and the list of its calls."""
     release = threading.Event()
     calls: list[BatchStats] = []
-    batcher = EncodeBatcher(encoder, max_texts=8, max_tokens=4096, fair_tokens=128, on_batch=calls.append)
+    batcher = EncodeBatcher(encoder, on_batch=calls.append, **options)
     busy = batcher.submit(["hold the worker"], "query", 32, then=lambda _: release.wait(30))
     while not busy.running():
         pass
+    return batcher, calls, release
+
+
+def test_a_light_request_is_not_queued_behind_a_heavy_one(encoder: OnnxEncoder) -> None:
+    """One large batch must not hold the model for its whole run: calls are short and shared fairly."""
+    batcher, calls, release = held_batcher(encoder, max_texts=8, max_tokens=4096, fair_tokens=128)
     heavy_texts = [r["text"] for r in demo_records(limit=64)]  # 64 rows of 32 tokens: 16 calls of 4 rows each
     finished_at: dict[str, int] = {}
     heavy = batcher.submit(
@@ -136,12 +143,7 @@ def test_a_light_request_is_not_queued_behind_a_heavy_one(encoder: OnnxEncoder) 
 
 
 def test_a_short_row_is_not_padded_to_the_width_of_long_ones(encoder: OnnxEncoder) -> None:
-    release = threading.Event()
-    calls: list[BatchStats] = []
-    batcher = EncodeBatcher(encoder, max_texts=8, fair_tokens=512, narrow_rows=8, on_batch=calls.append)
-    busy = batcher.submit(["hold the worker"], "query", 64, then=lambda _: release.wait(30))
-    while not busy.running():
-        pass
+    batcher, calls, release = held_batcher(encoder, max_texts=8, fair_tokens=512, narrow_rows=8)
     heavy = batcher.submit([r["text"] for r in demo_records(limit=16)], "passage", 64, truncate=True)
     light = batcher.submit(["kurz"], "query", 64)
     release.set()
