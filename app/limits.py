@@ -118,7 +118,7 @@ def bounded_http_protocol(settings: Settings) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with limits on the request head: bytes, header fields and time to arrive.
 
     httptools keeps a header in memory until it is complete, and uvicorn sets no limit, so one unauthenticated
-    client could send a 64 MiB header (issue 15). The bytes are counted as they arrive, before the parser sees
+    client could send a 64 MiB header. The bytes are counted as they arrive, before the parser sees
     them; the head must also arrive within ``header_timeout_s`` of its first byte (or of the connection).
     """
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol

@@ -1,4 +1,4 @@
-"""Issue 15, failure 2: on a small filesystem the write that triggered a snapshot got a plain-text 500 although it
+"""A full disk. Before: on a small filesystem the write that triggered a snapshot got a plain-text 500 although it
 was logged, every later write retried the snapshot, and the partial version folders used up the disk. Now, on a
 real full tmpfs: every write is answered 200 (durable) or 507 (not made), no partial version is left behind, the
 snapshot failure shows in /ready, and after kill -9 every acknowledged write is there."""

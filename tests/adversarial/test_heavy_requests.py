@@ -1,4 +1,4 @@
-"""Issue 15, failure 5: twelve /search/batch requests of 64 x 2,000-character queries (truncate: true, within every
+"""Heavy requests. Before: twelve /search/batch requests of 64 x 2,000-character queries (truncate: true, within every
 documented limit) held the model one after the other: eleven got 504 and a light search waited 30 s. Now model
 calls are short and shared fairly, so a light search stays fast while they run (the real default model)."""
 
@@ -61,7 +61,7 @@ def test_light_searches_stay_fast_while_twelve_maximum_batches_run(server: str) 
     print(f"light search under {HEAVY_REQUESTS} heavy batches: p50 {np.median(latencies):.3f} s, p99 {p99:.3f} s;")
     print(f"heavy answers: {sorted(heavy_statuses)}; heavy requests still running at probe 20: {busy_during_probes}")
     assert busy_during_probes > 0, "the heavy requests ended early: the probes measured nothing"
-    # Issue 15's target is p99 <= 1 s (measured: see docs/PERFORMANCE.md); 1.5 s leaves room for this shared,
+    # The target is p99 <= 1 s (measured: see docs/PERFORMANCE.md); 1.5 s leaves room for this shared,
     # noisy machine without letting the old behaviour (a 30 s wait) pass.
     assert p99 <= 1.5
     # 12 x 64 x 512 tokens is about a minute of model time: the first ones finish, the rest pass the request

@@ -1,4 +1,4 @@
-"""Issue 15, failure 1: a document whose metadata nests 256 levels was accepted, then every response carrying it
+"""Poison metadata. Before: a document whose metadata nests 256 levels was accepted, then every response carrying it
 answered 500, also after a restart. Now it is refused at the door, and NaN/Infinity too."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 15, failure 4: request heads had no limit (eight unfinished 64 MiB headers took 560 MB; one stalled /health
+"""Request heads. Before: they had no limit (eight unfinished 64 MiB headers took 560 MB; one stalled /health
 for seconds) and no time limit. Now the server refuses them early, over real sockets against a real server."""
 
 from __future__ import annotations
