@@ -1,6 +1,6 @@
 """A plain-folder index. Before: a plain-folder copy of an index was accepted as writable; from the
-SEARCH_SNAPSHOT_EVERY-th write on, every write answered 500 and left a full orphan copy. Now it serves searches and refuses writes with 409
-and the reason, before any write is accepted."""
+SEARCH_SNAPSHOT_EVERY-th write on, every write answered 500 and left a full orphan copy. Now it serves searches and
+refuses writes with 409 and the reason, before any write is accepted."""
 
 from __future__ import annotations
 
