@@ -196,3 +196,34 @@ def test_the_page_asks_for_a_read_key_and_sends_it(
         key_box.find_element(By.ID, "key-save").click()
         wait(browser).until(lambda d: len(cards(d)) == 10)
         assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+@pytest.fixture(scope="module")
+def samples_server(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The sample folder (files in 11 languages, no language tags) indexed as the README shows."""
+    from app.cli import main
+
+    index_dir = tmp_path_factory.mktemp("samples") / "index"
+    corpus = ROOT / "data" / "samples"
+    main(["index", "--corpus", str(corpus), "--model-dir", str(default_model), "--out", str(index_dir)])
+    with running_server({"SEARCH_MODEL_DIR": str(default_model), "SEARCH_INDEX_DIR": str(index_dir)}) as base:
+        yield base
+
+
+def test_documents_come_back_with_their_part_and_its_neighbours(browser: webdriver.Chrome, samples_server: str) -> None:
+    browser.get(samples_server + "/")
+    wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".chip[data-lang='th']")))
+    assert browser.find_element(By.ID, "grouped-label").text == "Group by document"
+    assert browser.find_element(By.ID, "grouped").is_selected()  # split documents: grouped by default
+    search_for(browser, "Wer hat die Dampfmaschine verbessert?")
+    found = cards(browser)
+    documents = [c.find_element(By.CSS_SELECTOR, ".part").text.split(" of ")[1].split(",")[0] for c in found
+                 if c.find_elements(By.CSS_SELECTOR, ".part")]  # fmt: skip
+    assert len(documents) == len(set(documents)) >= 3  # one card per document
+    steam = next(c for c in found if c.find_elements(By.CSS_SELECTOR, ".title") and
+                 c.find_element(By.CSS_SELECTOR, ".title").text == "Steam engine")  # fmt: skip
+    assert "characters" in steam.find_element(By.CSS_SELECTOR, ".part").text
+    text = steam.find_element(By.CSS_SELECTOR, ".text:not(.neighbour)").text
+    steam.find_element(By.CSS_SELECTOR, ".neighbours").click()
+    shown = wait(browser).until(lambda d: steam.find_elements(By.CSS_SELECTOR, ".neighbour"))
+    assert all(n.text and n.text not in text for n in shown)
