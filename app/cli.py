@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from app.build import build_index
+from app.build import build_index, discard_shards
 from app.corpus import Document
 from app.encoder import OnnxEncoder, choose_variant
 from app.errors import ServiceError
@@ -56,6 +56,7 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
         return
     out = args.out or settings.index_dir
     log = _claim_write_log(out, args.discard_writes)
+    shards = out.with_name(f".{out.name}.shards")  # encoded passages kept until the index is saved: a rerun resumes
     started = time.perf_counter()
     index = build_index(
         encoder,
@@ -66,8 +67,10 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
         corpus_name=str(args.corpus),
         passage_tokens=maker.splitter.max_tokens,
         passage_overlap_tokens=maker.splitter.overlap_tokens,
+        shard_dir=shards,
     )
     version = index.save(out)
+    discard_shards(shards)
     if log is not None:  # the new index starts with an empty log: old writes must not replay onto it
         log.reset(last_seq=0)
         log.close()
