@@ -3,7 +3,7 @@
 HTML is parsed with BeautifulSoup over lxml and reduced to its main text: scripts, styles, navigation, headers,
 footers, asides and forms go; when the page marks its content (``<main>``, ``<article>``, ``role="main"``) only that
 is kept. Markdown is rendered by markdown-it and read like HTML, so markup never reaches the model. PDF text comes
-from pypdf, page by page.
+from pypdf, page by page. Chosen by measuring them against trafilatura and pdfminer.six (docs/INGEST.md).
 """
 
 from __future__ import annotations
