@@ -42,6 +42,7 @@ def test_rebuild_refuses_to_drop_api_writes_unless_asked(
     rebuilt = SearchIndex.load(writable_index)
     passages = len(passages_of(tiny_corpus, encoder))
     assert "api-1" not in rebuilt and rebuilt.size == passages and rebuilt.manifest.wal_seq == 0
+    assert not writable_index.with_name(f".{writable_index.name}.shards").exists()  # removed once saved
     assert wal_path(writable_index).stat().st_size == 0
     assert Collection(writable_index).size == passages  # nothing old is replayed onto the new index
 
