@@ -33,6 +33,12 @@ class RequestTooLarge(ServiceError, ValueError):
     status = 413
 
 
+class UnsupportedMediaType(ServiceError, ValueError):
+    """A file of a type this service does not read."""
+
+    status = 415
+
+
 class ReadOnlyIndex(ServiceError, RuntimeError):
     """The index cannot take writes (HNSW, read-only volume, plain folder; the message says why and what to do)."""
 
@@ -96,6 +102,7 @@ STATUS_MEANING = {
     408: "the request head or body did not arrive in time",
     409: "this index takes no writes (read-only volume, HNSW, or a plain folder), with the reason",
     413: "the body is over SEARCH_MAX_BODY_BYTES, or the request would encode more than SEARCH_MAX_REQUEST_TOKENS",
+    415: "the Content-Type is not a file type this service reads",
     422: "the request is invalid (the message says why)",
     431: "the request line and headers are over SEARCH_MAX_HEADER_BYTES or SEARCH_MAX_HEADERS",
     503: "not ready, overloaded (retry after Retry-After), the log refuses writes until a restart, or the Milvus "

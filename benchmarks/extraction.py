@@ -93,7 +93,7 @@ def measure_html(pattern: str, limit: int) -> dict:
 
 
 def pdf_extractors() -> dict[str, Callable[[Path], str]]:
-    found: dict[str, Callable[[Path], str]] = {"pypdf (shipped)": lambda path: pdf_text(path).text}
+    found: dict[str, Callable[[Path], str]] = {"pypdf (shipped)": lambda path: pdf_text(path.read_bytes()).text}
     try:
         from pdfminer.high_level import extract_text
 

@@ -3,13 +3,24 @@ its passages. Writes need a write key and are durable when acknowledged."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import get_engine, get_settings, require_read_key, require_write_key, wait_for
-from app.errors import documented
+from app.errors import InvalidRequest, UnsupportedMediaType, documented
+from app.ingest.files import MEDIA_TYPES, UnreadableFile, document_text
 from app.ingest.sources import SourceDocument
-from app.schemas import DOCUMENT_ID_PATTERN, DeleteResponse, DocumentId, DocumentOut, UpsertRequest, UpsertResponse
+from app.schemas import (
+    DOCUMENT_ID_PATTERN,
+    DeleteResponse,
+    DocumentId,
+    DocumentOut,
+    LanguageCode,
+    UpsertRequest,
+    UpsertResponse,
+)
 
 router = APIRouter(tags=["documents"])
 PathId = Path(description="document id", pattern=DOCUMENT_ID_PATTERN)
@@ -23,12 +34,48 @@ PathId = Path(description="document id", pattern=DOCUMENT_ID_PATTERN)
     responses=documented(401, 403, 409, 422, 503, 504, 507, body=True),
 )
 async def upsert_documents(body: UpsertRequest, request: Request) -> UpsertResponse:
+    documents = [SourceDocument(d.id, d.text, d.lang, d.title, d.metadata) for d in body.documents]
+    return await write_documents(request, documents, body.split, body.truncate)
+
+
+@router.post(
+    "/documents/file",
+    response_model=UpsertResponse,
+    summary="add or replace one document from a file (PDF, HTML, Markdown or text, by Content-Type): its main text "
+    "extracted and split into passages",
+    dependencies=[Depends(require_write_key)],
+    responses=documented(401, 403, 409, 415, 422, 503, 504, 507, body=True),
+)
+async def upsert_file(
+    request: Request,
+    doc_id: Annotated[DocumentId, Query(alias="id", description="the document's id")],
+    lang: Annotated[LanguageCode | None, Query(description="BCP-47 tag; detected when missing")] = None,
+    title: Annotated[str | None, Query(max_length=1000, description="default: the file's own title")] = None,
+) -> UpsertResponse:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    suffix = MEDIA_TYPES.get(media_type)
+    if suffix is None:
+        known = ", ".join(MEDIA_TYPES)
+        raise UnsupportedMediaType(f"Content-Type {media_type or '(none)'!r} is not a file type read here: {known}")
+    data = await request.body()
+    try:
+        extracted = await run_in_threadpool(document_text, data, suffix)
+    except UnreadableFile as exc:
+        raise InvalidRequest(f"the file cannot be read: {exc}") from exc
+    metadata = {"format": suffix.lstrip(".")}
+    document = SourceDocument(doc_id, extracted.text, lang, title or extracted.title, metadata)
+    return await write_documents(request, [document], split=True, truncate=False)
+
+
+async def write_documents(
+    request: Request, documents: list[SourceDocument], split: bool, truncate: bool
+) -> UpsertResponse:
+    """Documents -> passages -> embeddings -> one durable write that also drops their stale passages."""
     engine, settings = get_engine(request), get_settings(request)
     engine.require_writable()
-    documents = [SourceDocument(d.id, d.text, d.lang, d.title, d.metadata) for d in body.documents]
-    passages = await run_in_threadpool(engine.document_passages, documents, body.split)  # tokenizer, detector
-    encoded = await wait_for(engine.embed_passages(passages, body.truncate), settings)
-    doc_ids = [d.id for d in body.documents]
+    passages = await run_in_threadpool(engine.document_passages, documents, split)  # tokenizer, detector
+    encoded = await wait_for(engine.embed_passages(passages, truncate), settings)
+    doc_ids = [d.id for d in documents]
     seq = await run_in_threadpool(engine.upsert, passages, encoded, doc_ids)  # fsync: off the event loop
     request.app.state.metrics.writes.labels("upsert").inc(len(passages))
     return UpsertResponse(

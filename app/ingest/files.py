@@ -8,11 +8,15 @@ from pypdf, page by page. Chosen by measuring them against trafilatura and pdfmi
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+# The same formats by media type, for a file sent over HTTP
+MEDIA_TYPES = {"application/pdf": ".pdf", "text/html": ".html", "application/xhtml+xml": ".html",
+               "text/markdown": ".md", "text/plain": ".txt"}  # fmt: skip
 _BOILERPLATE_TAGS = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg",
                      "iframe", "button", "select", "dialog")  # fmt: skip
 _BOILERPLATE_ROLES = ("navigation", "banner", "contentinfo", "search", "complementary")
@@ -34,22 +38,29 @@ class FileText:
 
 def read_document_file(path: Path) -> FileText:
     """The main text and the title of a ``.txt``, ``.md``, ``.html``/``.htm`` or ``.pdf`` file."""
-    suffix = path.suffix.lower()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read it ({exc.strerror or exc})") from exc
+    return document_text(data, path.suffix)
+
+
+def document_text(data: bytes, suffix: str) -> FileText:
+    """The main text and the title of a document's bytes, in the format its file suffix names."""
+    suffix = suffix.lower()
     try:
         if suffix == ".pdf":
-            extracted = pdf_text(path)
+            extracted = pdf_text(data)
         elif suffix in (".html", ".htm"):
-            extracted = html_text(path.read_bytes())
+            extracted = html_text(data)
         elif suffix in (".md", ".markdown"):
-            extracted = markdown_text(_utf8(path))
+            extracted = markdown_text(_utf8(data))
         elif suffix == ".txt":
-            extracted = FileText(tidy(_utf8(path)), None)
+            extracted = FileText(tidy(_utf8(data)), None)
         else:
             raise UnreadableFile(f"unsupported file type {suffix or '(none)'}; expected one of {DOCUMENT_SUFFIXES}")
     except UnreadableFile:
         raise
-    except OSError as exc:
-        raise UnreadableFile(f"cannot read it ({exc.strerror or exc})") from exc
     except Exception as exc:  # a parser's own error on a damaged file: name it, the import goes on
         raise UnreadableFile(f"cannot parse it as {suffix[1:].upper()} ({type(exc).__name__}: {exc})") from exc
     if not extracted.text:
@@ -58,9 +69,9 @@ def read_document_file(path: Path) -> FileText:
     return extracted
 
 
-def _utf8(path: Path) -> str:
+def _utf8(data: bytes) -> str:
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UnreadableFile(f"it is not UTF-8 text (byte {exc.start}); convert it to UTF-8") from exc
 
@@ -98,12 +109,12 @@ def markdown_text(source: str) -> FileText:
     return FileText(rendered.text, tidy(heading.group(1)) if heading else rendered.title)
 
 
-def pdf_text(path: Path) -> FileText:
+def pdf_text(data: bytes) -> FileText:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise UnreadableFile("it is encrypted with a password")
         pages = [page.extract_text() or "" for page in reader.pages]

@@ -164,3 +164,44 @@ def test_new_documents_join_their_group_and_lists_cannot_group(server: str) -> N
     for doc_id in ("grp/de", "grp/list"):
         assert httpx.delete(f"{server}/documents/{doc_id}", headers=WRITE).status_code == 200
     assert httpx.post(f"{server}/search", json={"query": text, "group_by": "group"}).status_code == 200
+
+
+def test_a_file_is_read_split_and_written(server: str) -> None:
+    page = (
+        b"<html><head><title>Rhein</title><script>track()</script></head><body><nav>Menu Hilfe</nav>"
+        + (
+            "<main>" + "".join(f"<p>Abschnitt {i} handelt vom Rhein bei Basel.</p>" for i in range(8)) + "</main>"
+        ).encode()
+        + b"<footer>Impressum</footer></body></html>"
+    )
+    answer = httpx.post(
+        f"{server}/documents/file", params={"id": "web/rhein.html"}, content=page,
+        headers={**WRITE, "Content-Type": "text/html; charset=utf-8"},
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    written = answer.json()
+    assert written["ids"] == ["web/rhein.html"] and written["passages"] >= 2
+    first = httpx.get(f"{server}/documents/{written['passage_ids'][0].replace('#', '%23')}").json()
+    assert first["metadata"]["title"] == "Rhein" and first["metadata"]["format"] == "html"
+    assert "Menu" not in first["text"] and "track" not in first["text"] and first["lang"] == "de"
+    assert httpx.delete(f"{server}/documents/web/rhein.html", headers=WRITE).json()["passages"] == written["passages"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "content", "status", "message"),
+    [
+        ("application/msword", b"\xd0\xcf\x11\xe0", 415, "Content-Type 'application/msword' is not a file type"),
+        (None, b"plain bytes", 415, "Content-Type '(none)'"),
+        ("application/pdf", b"%PDF-1.4 not really", 422, "the file cannot be read: "),
+        ("text/plain", "caf\xe9".encode("latin-1"), 422, "not UTF-8"),
+        ("text/html", b"<html><body><nav>only a menu</nav></body></html>", 422, "holds no text"),
+        ("text/plain", b"x" * 501, 422, "document 0 is 501 characters long; the limit is 500"),
+    ],
+)
+def test_bad_files_get_a_clear_4xx(
+    server: str, content_type: str | None, content: bytes, status: int, message: str
+) -> None:
+    headers = {**WRITE, **({"Content-Type": content_type} if content_type else {})}
+    answer = httpx.post(f"{server}/documents/file", params={"id": "bad-file"}, content=content, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["detail"]

@@ -129,3 +129,10 @@ def test_a_short_document_keeps_its_id_and_spaces_in_file_names_are_encoded(
     (tmp_path / "my notes.txt").write_text("A short note about the Rhine.", encoding="utf-8")
     (only,) = read_passages(tmp_path, maker)
     assert only.id == "my%20notes.txt" and "doc_id" not in only.metadata and only.lang == "en"
+
+
+def test_a_pdf_sent_as_bytes_reads_like_the_file() -> None:
+    from app.ingest.files import document_text, read_document_file
+
+    path = SAMPLES / "reports" / "prime_number-en.pdf"
+    assert document_text(path.read_bytes(), ".pdf") == read_document_file(path)
