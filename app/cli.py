@@ -11,9 +11,11 @@ polyglot-search serve
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ from app.build import build_index, discard_shards
 from app.corpus import Document
 from app.encoder import OnnxEncoder, choose_variant
 from app.errors import ServiceError
-from app.ingest.passages import passage_maker, read_passages
+from app.ingest.passages import iter_passages, passage_maker, read_passages
 from app.ingest.sources import Columns, CorpusError, ImportReport, describe
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.settings import Settings
@@ -45,15 +47,15 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
         raise CorpusError(f"--passage-tokens/--overlap-tokens: {exc}") from exc
     columns = Columns(args.id_column, args.text_column, args.lang_column, args.title_column)
     report = ImportReport()
+    if (args.store or settings.store) == "milvus":
+        milvus_index_command(args, settings, encoder, iter_passages(args.corpus, maker, columns, report), report)
+        return
     documents = read_passages(args.corpus, maker, columns, report)
     print(describe(report))
     if args.strict and report.skipped:
         raise CorpusError(f"{len(report.skipped)} files could not be read (--strict); nothing was indexed")
     if not documents:
         raise CorpusError(f"{args.corpus} holds no documents")
-    if (args.store or settings.store) == "milvus":
-        milvus_index_command(args, settings, encoder, documents)
-        return
     out = args.out or settings.index_dir
     log = _claim_write_log(out, args.discard_writes)
     shards = out.with_name(f".{out.name}.shards")  # encoded passages kept until the index is saved: a rerun resumes
@@ -87,35 +89,58 @@ def _milvus_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def milvus_index_command(
-    args: argparse.Namespace, settings: Settings, encoder: OnnxEncoder, documents: list[Document]
+    args: argparse.Namespace,
+    settings: Settings,
+    encoder: OnnxEncoder,
+    passages: Iterable[Document],
+    report: ImportReport,
 ) -> None:
-    """Encode the corpus into Milvus in batches; documents whose ids the collection holds are skipped, so an
-    interrupted run picks up where it stopped (``--discard-writes`` drops the collection and starts over)."""
+    """Stream the passages into Milvus in batches (memory bounded by a batch, not the corpus); passages whose ids the
+    collection holds are skipped, so an interrupted run picks up where it stopped (``--discard-writes`` drops the
+    collection and starts over). With ``--strict`` the first unreadable file stops the run."""
     from app.stores.milvus import CollectionIdentity, connect_milvus
 
     settings = _milvus_settings(args, settings)
     identity = CollectionIdentity.of_model(encoder.manifest, encoder.variant)
     started = time.perf_counter()
     store = connect_milvus(settings, identity)
+    written = already = 0
     try:
         if args.discard_writes:
             store.drop()
             store.open(identity, settings.milvus_index_type)
-        todo = _missing(store, documents)
-        with tqdm(total=len(documents), initial=len(documents) - len(todo), unit="doc", desc="index") as bar:
-            for start in range(0, len(todo), args.batch_size * 8):
-                batch = todo[start : start + args.batch_size * 8]
-                embeddings = encoder.encode([d.text for d in batch], "passage", args.batch_size, progress=False)
-                store.upsert(batch, embeddings)
-                bar.update(len(batch))
+        for batch in _batches(passages, args.batch_size * 8):
+            if args.strict and report.skipped:
+                break
+            present = store.present([d.id for d in batch])
+            todo = [d for d in batch if d.id not in present]
+            if todo:
+                embeddings = encoder.encode([d.text for d in todo], "passage", args.batch_size, progress=False)
+                store.upsert(todo, embeddings)
+            written, already = written + len(todo), already + len(batch) - len(todo)
         size = store.size
     finally:
         store.close()
+    print(describe(report))
+    if args.strict and report.skipped:
+        raise CorpusError(
+            f"{report.skipped[0][0]} could not be read (--strict): stopped there, after {written + already} "
+            "passages; fix or remove it and run again (it resumes)"
+        )
+    if not written + already:
+        raise CorpusError(f"{args.corpus} holds no documents")
     print(
-        f"indexed {len(todo)} new passages ({len(documents) - len(todo)} already there) with "
+        f"indexed {written} new passages ({already} already there) with "
         f"{encoder.manifest.name} ({encoder.variant}) in {time.perf_counter() - started:.1f} s -> Milvus "
         f"{settings.milvus_uri} collection {settings.milvus_collection} ({size} documents)"
     )
+
+
+def _batches(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    """Lists of ``size`` items as they come (itertools.batched needs Python 3.12)."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def _missing(store: MilvusStore, documents: list[Document], batch: int = 1000) -> list[Document]:

@@ -10,6 +10,7 @@ text always gives the same passages and ids. A passage without a language tag ge
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -89,11 +90,11 @@ def _titled(document: SourceDocument) -> dict:
     return {**document.metadata, "title": document.title} if document.title else dict(document.metadata)
 
 
-def read_passages(
+def iter_passages(
     path: Path, maker: PassageMaker, columns: Columns | None = None, report: ImportReport | None = None
-) -> list[Document]:
-    """Every passage of the documents under ``path``, with a progress bar of documents and passages."""
-    passages: list[Document] = []
+) -> Iterator[Document]:
+    """The passages of the documents under ``path`` as they are read (only the ids seen are kept), with a progress
+    bar of documents and passages."""
     seen: set[str] = set()
     with tqdm(read_documents(path, columns, report), unit="doc", desc="reading documents") as bar:
         for document in bar:
@@ -103,6 +104,12 @@ def read_passages(
                         f"{path}: passage id {passage.id!r} occurs twice; rename document {document.id!r}"
                     )
                 seen.add(passage.id)
-                passages.append(passage)
-            bar.set_postfix(passages=len(passages), refresh=False)
-    return passages
+                yield passage
+            bar.set_postfix(passages=len(seen), refresh=False)
+
+
+def read_passages(
+    path: Path, maker: PassageMaker, columns: Columns | None = None, report: ImportReport | None = None
+) -> list[Document]:
+    """Every passage of the documents under ``path``."""
+    return list(iter_passages(path, maker, columns, report))

@@ -78,3 +78,19 @@ def test_milvus_index_resumes_and_copy_takes_logged_writes(
         assert [h.document.id for h in built.search(query, 5)[0]] == [h.document.id for h in index.search(query, 5)[0]]
     finally:
         built.close()
+
+
+def test_strict_refuses_a_folder_with_an_unreadable_file(tiny_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nA readable note about the Rhine.", encoding="utf-8")
+    (folder / "b.pdf").write_bytes(b"%PDF-1.4 damaged")
+    (folder / "c.txt").write_text("Another readable note.", encoding="utf-8")
+    common = ["index", "--corpus", str(folder), "--model-dir", str(tiny_model), "--strict"]
+    with pytest.raises(SystemExit, match=r"1 files could not be read \(--strict\); nothing was indexed"):
+        main([*common, "--out", str(tmp_path / "index")])
+    assert not (tmp_path / "index").exists()
+    to_milvus = ["--store", "milvus", "--milvus-uri", str(tmp_path / "milvus.db"), "--collection", "strict"]
+    with pytest.raises(SystemExit, match=r"b\.pdf could not be read \(--strict\): stopped there"):
+        main([*common, *to_milvus])
+    main([*common[:-1], *to_milvus])  # without --strict: the two readable files, the damaged one reported
