@@ -1,7 +1,9 @@
-"""The domain's plain types: a document (a passage as the index holds it), a search hit, a group of hits."""
+"""The domain's plain types: a document (a passage as the index holds it), a search hit, a group of hits; and what
+metadata a document may carry."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -26,3 +28,24 @@ class Group:
 
     value: object
     members: list[Hit]
+
+
+# Deeper metadata is refused at the door: pydantic's serialiser stops at 255 nested levels, so a document stored
+# deeper would make every response that carries it fail. Nobody filters or groups on anything nested anyway.
+MAX_METADATA_DEPTH = 32
+
+
+def metadata_problem(metadata: object, max_depth: int = MAX_METADATA_DEPTH) -> str | None:
+    """Why ``metadata`` cannot be stored and served back as JSON (too deep, NaN or Infinity), or None."""
+    pending: list[tuple[object, int, str]] = [(metadata, 1, "metadata")]
+    while pending:
+        value, depth, where = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where} is {value}; JSON has no NaN or Infinity"
+        if isinstance(value, dict | list):
+            if depth > max_depth:
+                shown = where if len(where) <= 80 else where[:80] + "…"
+                return f"metadata nests more than {max_depth} levels of objects and arrays (at {shown})"
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            pending += [(item, depth + 1, f"{where}[{key!r}]") for key, item in items]
+    return None

@@ -11,47 +11,23 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import faiss
 
 from app.batcher import BatchStats, EncodeBatcher, Encoded
-from app.corpus import Document, Group, Hit
+from app.corpus import Document, Group, Hit, metadata_problem
 from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, ServiceError
 from app.ingest.passages import PassageMaker, passage_maker
 from app.ingest.sources import SourceDocument
-from app.limits import metadata_problem
 from app.manifest import load_model_manifest
 from app.metrics import Metrics
 from app.settings import Settings
+from app.status import EngineStatus
 from app.stores import Store, check_store, open_store
 
 log = logging.getLogger(__name__)
 PASSAGE_SUFFIX = ":passage"  # the model id that embeds with the passage prefix
-
-
-@dataclass(frozen=True)
-class EngineStatus:
-    """What the HTTP layer and the metrics may know about the engine (nothing reaches through it)."""
-
-    ready: bool
-    error: str | None = None
-    model: str | None = None
-    variant: str | None = None
-    model_created_at: str = ""
-    providers: list[str] = field(default_factory=list)
-    store: str = ""
-    index_size: int | None = None
-    languages: list[str] = field(default_factory=list)
-    group_fields: list[str] = field(default_factory=list)
-    writable: bool = False
-    snapshot_error: str | None = None
-    snapshot_failures: int = 0
-    recovered_from: str | None = None
-    queue_depth: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
 
 
 class SearchEngine:

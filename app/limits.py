@@ -1,4 +1,4 @@
-"""Limits on what clients send: the request head (bytes, fields, time), the body, and a document's metadata.
+"""Limits on what clients send over HTTP: the request head (bytes, fields, time) and the body.
 
 Head: ``bounded_http_protocol`` (431 over the size or field-count limit, 408 when it does not arrive in time).
 Body size: a declared ``Content-Length`` over the limit is refused at once (413); a chunked body is counted as it
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,27 +86,6 @@ class RequestBodyChecks:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-
-
-# Deeper metadata is refused at the door: pydantic's serialiser stops at 255 nested levels, so a document stored
-# deeper would make every response that carries it fail. Nobody filters or groups on anything nested anyway.
-MAX_METADATA_DEPTH = 32
-
-
-def metadata_problem(metadata: object, max_depth: int = MAX_METADATA_DEPTH) -> str | None:
-    """Why ``metadata`` cannot be stored and served back as JSON (too deep, NaN or Infinity), or None."""
-    pending: list[tuple[object, int, str]] = [(metadata, 1, "metadata")]
-    while pending:
-        value, depth, where = pending.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{where} is {value}; JSON has no NaN or Infinity"
-        if isinstance(value, dict | list):
-            if depth > max_depth:
-                shown = where if len(where) <= 80 else where[:80] + "…"
-                return f"metadata nests more than {max_depth} levels of objects and arrays (at {shown})"
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            pending += [(item, depth + 1, f"{where}[{key!r}]") for key, item in items]
-    return None
 
 
 class HeadTooLarge(Exception):

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.limits import MAX_METADATA_DEPTH
+from app.corpus import MAX_METADATA_DEPTH
 
 Keys = Annotated[list[str], NoDecode]
 

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from app.corpus import Document
+from app.corpus import Document, metadata_problem
 from app.ingest.files import DOCUMENT_SUFFIXES, UnreadableFile, read_document_file
 from app.ingest.languages import LanguageTagError, normalize_language
 from app.jsonl import json_objects
-from app.limits import metadata_problem
 
 log = logging.getLogger(__name__)
 RECORD_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.limits import MAX_METADATA_DEPTH
+from app.corpus import MAX_METADATA_DEPTH
 from tests.app.test_limits import nested
 from tests.conftest import running_server, writable_server_env
 

@@ -8,7 +8,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.limits import MAX_METADATA_DEPTH, metadata_problem
+from app.corpus import MAX_METADATA_DEPTH, metadata_problem
 from app.schemas import DocumentOut, SearchResponse, SearchResult
 from app.settings import Settings
 
