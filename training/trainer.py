@@ -1,4 +1,5 @@
-"""The training loop: InfoNCE over mono/cross/hybrid batches, GradCache, DDP, checkpoints with exact resume."""
+"""The training loop: InfoNCE over mono/cross/hybrid batches, GradCache, DDP, evaluation on dev, early stopping.
+Batch composition is in training/collator.py, checkpoints with exact resume in training/checkpoint.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import logging
 import math
 import os
-import random
 import resource
 import shutil
 import time
@@ -20,24 +20,17 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from training.config import ConfigError, TrainConfig, config_digest, save_config
+from training.checkpoint import Checkpoints
+from training.collator import BatchCollator, Collated, Inputs
+from training.config import ConfigError, TrainConfig, save_config
 from training.data import ParallelData
-from training.grad_cache import embed_in_pieces, grad_cache_backward, rng_state
+from training.grad_cache import embed_in_pieces, grad_cache_backward
 from training.lora import wrap_with_lora
 from training.loss import info_nce
 from training.model import LoadedEncoder
-from training.samplers import Batch, BatchSampler, Pair
+from training.samplers import Batch, BatchSampler
 
 log = logging.getLogger(__name__)
-Inputs = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Collated:
-    queries: Inputs
-    passages: Inputs  # positives first, then translation positives (blocks of n_positives), then hard negatives
-    n_positives: int
-    n_translation_positives: int = 0
 
 
 @dataclass
@@ -58,13 +51,6 @@ class Trainer:
         dev: ParallelData | None,
         on_step: Callable[[int, float], None] | None = None,
     ) -> None:
-        if config.translation_positives:
-            too_small = [i for i, group in train.by_id.items() if len(group) <= config.translation_positives]
-            if too_small:
-                raise ConfigError(
-                    f"translation_positives {config.translation_positives} needs every training id in at least "
-                    f"{config.translation_positives + 1} languages; {len(too_small)} are not (e.g. {too_small[0]})"
-                )
         self.config = config
         self.loaded = loaded
         self.train_data = train
@@ -112,6 +98,10 @@ class Trainer:
         self.checkpoint_dir = self.run_dir / "checkpoint"
         self.best_dir = self.run_dir / "best"
         self.dev_batches = self._dev_batches()
+        self.collator = BatchCollator(config, loaded.tokenize, train, self.rank)
+        self.checkpoints = Checkpoints(
+            self.checkpoint_dir, config, self.rank, self.world_size, self.device, self.distributed
+        )
 
     # -- setup -----------------------------------------------------------------------------------------------
     def _parameter_groups(self) -> list[dict]:
@@ -134,56 +124,6 @@ class Trainer:
             {i: list(g) for i, g in self.dev_data.by_id.items()}, size, "hybrid", 0.5, self.config.seed + 1
         )
         return [sampler.batch(step) for step in range(self.config.eval_batches)]
-
-    # -- data ------------------------------------------------------------------------------------------------
-    def collate(self, batch: Batch, data: ParallelData, step: int, translations: bool = True) -> Collated:
-        config = self.config
-        queries = [data.by_id[p.id][p.query_lang].query for p in batch.pairs]
-        positives = [data.by_id[p.id][p.passage_lang].positive for p in batch.pairs]
-        extra = self.translation_positives(batch, data, step) if translations else []
-        negatives = self.hard_negatives(batch, data, step) if config.hard_negatives else []
-        tokenize = self.loaded.tokenize
-        return Collated(
-            tokenize(queries, config.query_prefix, config.max_query_length),
-            tokenize(positives + extra + negatives, config.passage_prefix, config.max_passage_length),
-            len(positives),
-            len(extra),
-        )
-
-    def translation_positives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
-        """``translation_positives`` blocks: block b holds every pair's positive in a b-th other language of its
-        group (drawn without repeats; __init__ checked that every group has enough languages)."""
-        k = self.config.translation_positives
-        if k == 0:
-            return []
-        rng = random.Random(f"{self.config.seed}/{self.rank}/{step}/translations")
-        chosen = [
-            (pair, rng.sample(sorted(lang for lang in data.by_id[pair.id] if lang != pair.passage_lang), k))
-            for pair in batch.pairs
-        ]
-        return [data.by_id[pair.id][langs[b]].positive for b in range(k) for pair, langs in chosen]
-
-    def hard_negatives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
-        """Up to ``hard_negatives_per_pair`` of each pair's negatives, in the configured language."""
-        rng = random.Random(f"{self.config.seed}/{self.rank}/{step}/negatives")
-        negatives: list[str] = []
-        for pair in batch.pairs:
-            for lang, count in self._negative_languages(pair, data, rng):
-                candidates = data.by_id[pair.id][lang].negatives
-                negatives += rng.sample(candidates, min(count, len(candidates)))
-        return negatives
-
-    def _negative_languages(self, pair: Pair, data: ParallelData, rng: random.Random) -> list[tuple[str, int]]:
-        """Where a pair's hard negatives come from: (language, how many) in order."""
-        where, per_pair = self.config.hard_negative_language, self.config.hard_negatives_per_pair
-        if where == "both" and pair.query_lang != pair.passage_lang:
-            in_query_language = (per_pair + 1) // 2  # the odd one where a language-biased model errs
-            return [(pair.query_lang, in_query_language), (pair.passage_lang, per_pair - in_query_language)]
-        if where == "query":
-            return [(pair.query_lang, per_pair)]
-        if where == "any":
-            return [(rng.choice(sorted(data.by_id[pair.id])), per_pair)]
-        return [(pair.passage_lang, per_pair)]
 
     # -- one step --------------------------------------------------------------------------------------------
     def _forward(self, inputs: Inputs, module: torch.nn.Module | None = None) -> torch.Tensor:
@@ -228,7 +168,7 @@ class Trainer:
     def train_step(self, step: int) -> tuple[float, str]:
         self.module.train()
         batch = self.sampler.batch(step)
-        loss = self.backward(self.collate(batch, self.train_data, step))
+        loss = self.backward(self.collator.collate(batch, self.train_data, step))
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
@@ -249,7 +189,7 @@ class Trainer:
         for step, batch in enumerate(self.dev_batches):
             # one positive per query, one direction, whatever the training loss: every run is stopped on the same
             # yardstick
-            collated = self.collate(batch, self.dev_data, -1 - step, translations=False)
+            collated = self.collator.collate(batch, self.dev_data, -1 - step, translations=False)
             queries = self._embed(collated.queries, forward)
             passages = self._embed(collated.passages, forward)
             losses.append(float(self._loss(queries, passages, collated, training=False)))
@@ -257,78 +197,13 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        if self.distributed:
-            dist.barrier()
-        tmp = self.checkpoint_dir.with_name("checkpoint.tmp")
-        if self.rank == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            torch.save(
-                {
-                    "model": self._trainable_state(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "state": self.state.__dict__,
-                    "config_digest": config_digest(self.config),
-                    "world_size": self.world_size,
-                },
-                tmp / "state.pt",
-            )
-        if self.distributed:
-            dist.barrier()
-        cpu, cuda = rng_state(self.device)  # CUDA's too: dropout on a GPU draws from it
-        torch.save({"cpu": cpu, "cuda": cuda, "python": random.getstate()}, tmp / f"rng-rank{self.rank}.pt")
-        if self.distributed:
-            dist.barrier()
-        if self.rank == 0:
-            old = self.checkpoint_dir.with_name("checkpoint.old")
-            shutil.rmtree(old, ignore_errors=True)
-            if self.checkpoint_dir.exists():
-                self.checkpoint_dir.rename(old)
-            tmp.rename(self.checkpoint_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        if self.distributed:
-            dist.barrier()
-
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint must hold: everything for full fine-tuning, only the adapter's weights for LoRA."""
-        state = self.model.state_dict()
-        if not self.config.uses_lora:
-            return state
-        trainable = {name for name, parameter in self.model.named_parameters() if parameter.requires_grad}
-        return {name: value for name, value in state.items() if name in trainable}
-
-    def _load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        result = self.model.load_state_dict(state, strict=not self.config.uses_lora)
-        if self.config.uses_lora:
-            trainable = {name for name, parameter in self.model.named_parameters() if parameter.requires_grad}
-            missing = trainable & set(result.missing_keys)
-            if missing or result.unexpected_keys:
-                raise RuntimeError(
-                    f"checkpoint does not fit the LoRA model: missing {sorted(missing)[:3]}, "
-                    f"unexpected {sorted(result.unexpected_keys)[:3]}"
-                )
+        self.checkpoints.save(self.model, self.optimizer, self.scheduler, self.state.__dict__)
 
     def load_checkpoint(self) -> bool:
-        path = self.checkpoint_dir / "state.pt"
-        if not path.is_file():
+        saved = self.checkpoints.load(self.model, self.optimizer, self.scheduler)
+        if saved is None:
             return False
-        saved = torch.load(path, map_location=self.device, weights_only=False)
-        if saved["config_digest"] != config_digest(self.config) or saved["world_size"] != self.world_size:
-            raise RuntimeError(
-                f"checkpoint in {self.checkpoint_dir} was made with other settings; use another run_name, "
-                "delete the run folder, or set --resume false"
-            )
-        self._load_trainable_state(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        self.state = TrainState(**saved["state"])
-        rng = torch.load(self.checkpoint_dir / f"rng-rank{self.rank}.pt", weights_only=False)
-        torch.set_rng_state(rng["cpu"])
-        if rng.get("cuda") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
-        random.setstate(rng["python"])
-        log.info("resumed %s at step %d", self.checkpoint_dir, self.state.step)
+        self.state = TrainState(**saved)
         return True
 
     # -- the loop --------------------------------------------------------------------------------------------

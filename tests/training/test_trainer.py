@@ -60,7 +60,7 @@ def test_grad_cache_gives_the_full_batch_gradient(tmp_path: Path, tiny_hf_model:
         config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, grad_cache_chunk=chunk, hard_negatives=True)
         trainer = make_trainer(config, parallel_jsonl)
         trainer.model.eval()  # no dropout: both paths must then give the same gradient
-        collated = trainer.collate(trainer.sampler.batch(0), trainer.train_data, 0)
+        collated = trainer.collator.collate(trainer.sampler.batch(0), trainer.train_data, 0)
         assert collated.passages["input_ids"].shape[0] == 16  # 8 positives + 8 hard negatives
         trainer.backward(collated)
         grads[chunk] = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
@@ -77,7 +77,7 @@ def test_hard_negatives_come_in_the_configured_language(
     trainer = make_trainer(config, parallel_jsonl)
     data = trainer.train_data
     batch = trainer.sampler.batch(0)
-    negatives = trainer.hard_negatives(batch, data, 0)
+    negatives = trainer.collator.hard_negatives(batch, data, 0)
     assert len(negatives) == len(batch.pairs)  # one per pair: the data has one each
     assert all(p.query_lang != p.passage_lang for p in batch.pairs)
     for pair, negative in zip(batch.pairs, negatives, strict=True):
@@ -106,7 +106,7 @@ def test_both_languages_split_the_hard_negatives_between_the_query_and_the_passa
         )
         trainer = make_trainer(config, parallel_jsonl)
         data, batch = trainer.train_data, trainer.sampler.batch(0)
-        negatives = trainer.hard_negatives(batch, data, 0)
+        negatives = trainer.collator.hard_negatives(batch, data, 0)
         if strategy == "cross":  # the data has one negative per language: the query's, then the passage's
             wanted = [
                 data.by_id[p.id][lang].negatives[0] for p in batch.pairs for lang in (p.query_lang, p.passage_lang)
@@ -122,7 +122,8 @@ def test_hard_negatives_per_pair_takes_as_many_as_the_data_has(
     config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negatives=True, hard_negatives_per_pair=3)
     trainer = make_trainer(config, parallel_jsonl)
     batch = trainer.sampler.batch(0)
-    assert len(trainer.hard_negatives(batch, trainer.train_data, 0)) == len(batch.pairs)  # one each in the data
+    # one each in the data
+    assert len(trainer.collator.hard_negatives(batch, trainer.train_data, 0)) == len(batch.pairs)
     with pytest.raises(ValueError, match="hard_negative_language"):
         tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negative_language="french")
     with pytest.raises(ValueError, match="hard_negatives_per_pair"):
@@ -135,18 +136,19 @@ def test_translation_positives_are_other_languages_of_the_same_answer(
     config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, translation_positives=2, hard_negatives=True)
     trainer = make_trainer(config, parallel_jsonl)
     data, batch = trainer.train_data, trainer.sampler.batch(0)
-    extra = trainer.translation_positives(batch, data, 0)
+    extra = trainer.collator.translation_positives(batch, data, 0)
     n = len(batch.pairs)
     assert len(extra) == 2 * n
     for index, pair in enumerate(batch.pairs):
         versions = {ex.positive: lang for lang, ex in data.by_id[pair.id].items()}
         first, second = versions[extra[index]], versions[extra[n + index]]  # block 0 and block 1 of this pair
         assert pair.passage_lang not in (first, second) and first != second
-    assert extra == trainer.translation_positives(batch, data, 0)  # a pure function of the step: resumes repeat it
-    collated = trainer.collate(batch, data, 0)
+    # a pure function of the step: resumes repeat it
+    assert extra == trainer.collator.translation_positives(batch, data, 0)
+    collated = trainer.collator.collate(batch, data, 0)
     assert (collated.n_positives, collated.n_translation_positives) == (n, 2 * n)
     assert collated.passages["input_ids"].shape[0] == 4 * n  # positives, two translation blocks, hard negatives
-    assert trainer.collate(batch, data, 0, translations=False).n_translation_positives == 0
+    assert trainer.collator.collate(batch, data, 0, translations=False).n_translation_positives == 0
     # the dev loss is the one-positive loss: the same number as a run without translation positives
     plain = make_trainer(tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, hard_negatives=True), parallel_jsonl)
     assert math.isclose(trainer.dev_loss(), plain.dev_loss(), rel_tol=1e-6)  # type: ignore[arg-type]
@@ -154,7 +156,7 @@ def test_translation_positives_are_other_languages_of_the_same_answer(
     for chunk in (0, 3):  # GradCache sees the translation blocks too
         trainer = make_trainer(dataclasses.replace(config, grad_cache_chunk=chunk), parallel_jsonl)
         trainer.model.eval()
-        trainer.backward(trainer.collate(batch, data, 0))
+        trainer.backward(trainer.collator.collate(batch, data, 0))
         grads[chunk] = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
     torch.testing.assert_close(grads[3], grads[0], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="translation_positives"):
@@ -179,7 +181,7 @@ def test_symmetric_loss_trains_both_directions_and_stops_on_the_one_way_dev_loss
     }.items():
         trainer = make_trainer(chunk_config, parallel_jsonl)
         trainer.model.eval()
-        losses[name] = trainer.backward(trainer.collate(batch, trainer.train_data, 0))
+        losses[name] = trainer.backward(trainer.collator.collate(batch, trainer.train_data, 0))
         grads[name] = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
     assert not math.isclose(losses["full"], losses["plain"], rel_tol=1e-3)  # the training loss is another one
     torch.testing.assert_close(grads["chunked"], grads["full"], rtol=1e-3, atol=1e-5)  # GradCache gives it exactly
@@ -343,7 +345,7 @@ def test_bf16_autocast_trains_with_an_fp32_loss(tmp_path: Path, tiny_hf_model: P
     """bf16 on the CPU runs the same code path a GPU's auto precision takes: bf16 encoder, fp32 embeddings."""
     config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, precision="bf16", max_steps=2, eval_every=2)
     trainer = make_trainer(config, parallel_jsonl)
-    collated = trainer.collate(trainer.sampler.batch(0), trainer.train_data, 0)
+    collated = trainer.collator.collate(trainer.sampler.batch(0), trainer.train_data, 0)
     assert trainer._forward(collated.queries).dtype == torch.float32
     summary = trainer.fit()
     assert summary["precision"] == "bf16" and math.isfinite(summary["best_dev_loss"])
