@@ -27,7 +27,6 @@ from app.status import EngineStatus
 from app.stores import Store, check_store, open_store
 
 log = logging.getLogger(__name__)
-PASSAGE_SUFFIX = ":passage"  # the model id that embeds with the passage prefix
 
 
 class SearchEngine:
@@ -171,7 +170,7 @@ class SearchEngine:
         """Future of one hit list per query; with ``group_by``, of one list of ``top_k`` groups per query."""
         _, store, batcher = self._parts()
         limits = self.settings
-        self._check_count(queries, limits.max_batch_queries, "queries")
+        check_count(queries, limits.max_batch_queries, "queries")
         if not 1 <= top_k <= limits.max_top_k:
             raise InvalidRequest(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}")
         self._check_texts(queries, limits.max_query_chars, "query")
@@ -194,46 +193,12 @@ class SearchEngine:
         encoded = batcher.submit(queries, "query", self.max_query_tokens(), truncate)
         return _then_on(self._store_calls, encoded, find)
 
-    def model_ids(self) -> dict[str, TextKind]:
-        """The ids the served model answers to, with the prefix each applies: '<name>' embeds queries and
-        '<name>:passage' passages, so a client that cannot send input_type (LangChain) can embed documents."""
-        name = self.model_name
-        return {name: "query", name + PASSAGE_SUFFIX: "passage"}
-
-    def embed_inputs(
-        self,
-        inputs: str | list,
-        model: str,
-        input_type: TextKind | None = None,
-        dimensions: int | None = None,
-        truncate: bool = False,
-    ) -> Future:
-        """An OpenAI-style embeddings request, every check of it here; the future of ``Encoded``."""
-        texts = [inputs] if isinstance(inputs, str) else inputs
-        if not texts:
-            raise InvalidRequest("input must be a text or a non-empty list of texts")
-        if not all(isinstance(text, str) for text in texts):
-            raise InvalidRequest(
-                "token arrays are not supported: they are ids of OpenAI's tokenizer, not of this model's; send the "
-                "texts (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)"
-            )
-        self._check_count(texts, self.settings.max_batch_queries, "inputs")
-        kinds = self.model_ids()
-        if model not in kinds:
-            raise InvalidRequest(f"model {model!r} is not served here; this server serves {sorted(kinds)}")
-        kind = kinds[model]
-        if input_type is not None and input_type != kind and model != self.model_name:
-            raise InvalidRequest(f"model {model!r} embeds passages; input_type {input_type!r} contradicts it")
-        if dimensions is not None and dimensions != self.embedding_dim:
-            raise InvalidRequest(f"dimensions must be {self.embedding_dim} (this model does not shorten embeddings)")
-        return self.embed(texts, input_type or kind, truncate)
-
     def document_passages(self, documents: list[SourceDocument], split: bool = True) -> list[Document]:
         """Documents to be written: count, text and metadata checks, then their passages (split above the passage
         size unless ``split`` is false; languages detected where missing). CPU work: call it off the event loop."""
         self._parts()  # NotReady while loading
         limits = self.settings
-        self._check_count(documents, limits.max_documents_per_request, "documents", "request")
+        check_count(documents, limits.max_documents_per_request, "documents", "request")
         self._check_texts([d.text for d in documents], limits.max_document_chars, "document")
         for i, document in enumerate(documents):
             if problem := metadata_problem(document.metadata, limits.max_metadata_depth):
@@ -251,11 +216,6 @@ class SearchEngine:
     def embed_passages(self, passages: list[Document], truncate: bool = False) -> Future:
         """The future of the passages' embeddings (an over-long one is refused unless ``truncate``)."""
         return self.embed([p.text for p in passages], "passage", truncate)
-
-    @staticmethod
-    def _check_count(items: list, limit: int, what: str, unit: str = "call") -> None:
-        if len(items) > limit:
-            raise InvalidRequest(f"{len(items)} {what} in one {unit}; the limit is {limit}")
 
     def embed(self, texts: list[str], kind: TextKind, truncate: bool = False) -> Future:
         """Future of ``Encoded`` (embeddings and token counts)."""
@@ -316,3 +276,8 @@ def _then_on(executor: ThreadPoolExecutor, future: Future, then: Callable) -> Fu
 
     future.add_done_callback(done)
     return chained
+
+
+def check_count(items: list, limit: int, what: str, unit: str = "call") -> None:
+    if len(items) > limit:
+        raise InvalidRequest(f"{len(items)} {what} in one {unit}; the limit is {limit}")
