@@ -20,7 +20,7 @@ from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, ServiceError
 from app.ingest.passages import PassageMaker, passage_maker
 from app.ingest.sources import SourceDocument
-from app.manifest import load_model_manifest
+from app.manifest import ModelManifest, load_model_manifest
 from app.metrics import Metrics
 from app.settings import Settings
 from app.status import EngineStatus
@@ -38,13 +38,14 @@ class SearchEngine:
         self._store_calls: ThreadPoolExecutor | None = None  # a remote store's searches, off the batcher's thread
         self.batcher: EncodeBatcher | None = None
         self._passage_maker: PassageMaker | None = None
+        self._manifest: ModelManifest | None = None  # read by check(), used again by load()
         self.error: str | None = None
         self._loaded = threading.Event()
 
     def check(self) -> None:
         """Cheap start-up checks so a wrong path or a model/store mismatch fails at once (FAISS: the manifests;
         Milvus: the store is opened here, its collection created when missing)."""
-        model = load_model_manifest(self.settings.model_dir)
+        model = self._manifest = load_model_manifest(self.settings.model_dir)
         variant = choose_variant(model, self.settings.int8)
         encoded_with = check_store(self.settings, model)
         if encoded_with and variant != encoded_with:
@@ -57,7 +58,7 @@ class SearchEngine:
             settings = self.settings
             if settings.faiss_threads:  # one search is a few ms at most: more threads only spin against the model's
                 faiss.omp_set_num_threads(settings.faiss_threads)
-            manifest = load_model_manifest(settings.model_dir)
+            manifest = self._manifest or load_model_manifest(settings.model_dir)
             self.encoder = OnnxEncoder(
                 settings.model_dir,
                 choose_variant(manifest, settings.int8),
