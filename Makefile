@@ -84,8 +84,8 @@ test: install models index
 	$(BIN)/python -m pytest -m "not docker and not browser" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check app training tests benchmarks
-	$(BIN)/ruff format --check app training tests benchmarks
+	$(BIN)/ruff check app training tests benchmarks experiments data
+	$(BIN)/ruff format --check app training tests benchmarks experiments data
 
 # The peer of benchmarks/serve_vs_infinity.py in its own venv (a recipe measured to install offline here).
 infinity-venv:

@@ -3,21 +3,18 @@
 One torch forward per request (the model's own HF weights, mean pooling, "query: " prefix), run in FastAPI's
 thread pool, then a search of the same FAISS index the real service loads. No batching, no ONNX, no tuning.
 
-    python benchmarks/naive_server.py --model-dir models/multilingual-e5-small --index-dir indexes/demo --port 8001
+    python -m benchmarks.naive_server --model-dir models/multilingual-e5-small --index-dir indexes/demo --port 8001
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.manifest import load_model_manifest
 from app.stores.embedded.index import SearchIndex

@@ -10,8 +10,8 @@
 3. int8 vs fp32: top-10 agreement on XQuAD-R English, XQuAD-R mAP (mono/cross/multi) on the test articles,
    and how much dynamic batching moves int8 query embeddings (batch-dependence).
 
-    python benchmarks/serve_load.py                      # everything, ~16 min
-    python benchmarks/serve_load.py --skip-quality       # load + encode only
+    python -m benchmarks.serve_load                      # everything, ~16 min
+    python -m benchmarks.serve_load --skip-quality       # load + encode only
 Writes docs/results/serve_load.json and prints markdown tables.
 """
 
@@ -34,11 +34,11 @@ if TYPE_CHECKING:
 
     from app.stores.embedded.collection import Collection
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.loadgen import LoadResult, run_load, wait_until_up
+from tests.conftest import free_port, start_server, stop_server
 
-from benchmarks.loadgen import LoadResult, run_load, wait_until_up  # noqa: E402
-from tests.conftest import free_port, start_server, stop_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 XQUAD = ROOT.parent / "shared" / "data" / "xquad-r"
 SPLITS = ROOT.parent / "shared" / "data" / "splits" / "xquad-r-articles.json"

@@ -13,7 +13,7 @@ here) is an optimum ONNX export of the served model's merged HF weights, made wi
 module files so that infinity mean-pools and normalises as we do. Queries carry e5's "query: " prefix for the peer
 (our server adds it itself).
 
-    python benchmarks/serve_vs_infinity.py            # ~15 min
+    python -m benchmarks.serve_vs_infinity            # ~15 min
 Writes docs/results/serve-vs-infinity.json and docs/images/serve-vs-infinity.png; prints a markdown table.
 """
 
@@ -27,12 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.loadgen import measure, run_load, wait_until_up
+from benchmarks.serve_load import distinct_queries
+from tests.conftest import free_port, start_server, stop_server
 
-from benchmarks.loadgen import measure, run_load, wait_until_up  # noqa: E402
-from benchmarks.serve_load import distinct_queries  # noqa: E402
-from tests.conftest import free_port, start_server, stop_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 PEER_VENV = ROOT / ".venv-infinity"
 MODEL = ROOT / "models" / "multilingual-e5-small-hybrid"

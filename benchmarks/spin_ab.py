@@ -2,7 +2,7 @@
 default), in alternating rounds on this machine. `/v1/embeddings` at concurrency 1, 8 and 32 and `/search` at 32,
 int8 default model, caches off, every query new; QPS, p50/p99 and the cores the server used.
 
-    python benchmarks/spin_ab.py            # ~6 min
+    python -m benchmarks.spin_ab            # ~6 min
 Writes docs/results/spin-ab.json.
 """
 
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.loadgen import measure, run_load
+from benchmarks.serve_load import distinct_queries
+from benchmarks.serve_vs_infinity import MODEL
+from tests.conftest import start_server, stop_server
 
-from benchmarks.loadgen import measure, run_load  # noqa: E402
-from benchmarks.serve_load import distinct_queries  # noqa: E402
-from benchmarks.serve_vs_infinity import MODEL  # noqa: E402
-from tests.conftest import start_server, stop_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ Milvus's C++ core in a child process; a server or cluster adds a network hop).
    latency on the 100k collection); IVF_FLAT's recall@10 against exact search on the demo corpus (HNSW needs a
    Milvus server; Milvus Lite builds FLAT, IVF_FLAT and AUTOINDEX only).
 
-    python benchmarks/store_compare.py            # ~10 min
+    python -m benchmarks.store_compare            # ~10 min
 Writes docs/results/store-compare.json and prints markdown tables.
 """
 
@@ -18,25 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from app.corpus import Document
+from app.encoder import OnnxEncoder
+from app.stores.base import Store
+from app.stores.embedded.collection import Collection
+from app.stores.embedded.index import SearchIndex
+from app.stores.milvus import CollectionIdentity, MilvusStore
+from benchmarks.loadgen import run_load
+from benchmarks.serve_load import distinct_queries
+from tests.conftest import copy_into_milvus, running_server
 
-from app.corpus import Document  # noqa: E402
-from app.encoder import OnnxEncoder  # noqa: E402
-from app.stores.base import Store  # noqa: E402
-from app.stores.embedded.collection import Collection  # noqa: E402
-from app.stores.embedded.index import SearchIndex  # noqa: E402
-from app.stores.milvus import CollectionIdentity, MilvusStore  # noqa: E402
-from benchmarks.loadgen import run_load  # noqa: E402
-from benchmarks.serve_load import distinct_queries  # noqa: E402
-from tests.conftest import copy_into_milvus, running_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 MODEL = ROOT / "models" / "multilingual-e5-small-hybrid"
 DEMO = ROOT / "indexes" / "demo"

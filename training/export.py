@@ -104,7 +104,7 @@ def int8_excluded_nodes(
     fp32_path: Path, layers: tuple[int, ...] = INT8_FP32_LAYERS, name_parts: tuple[str, ...] = ()
 ) -> list[str]:
     """The FFN down-projection MatMuls (``layer.N/output/dense``) of the given layers, and every MatMul whose node
-    name contains one of ``name_parts`` (for diagnostics: benchmarks/int8_smoothing.py)."""
+    name contains one of ``name_parts`` (for diagnostics: experiments/int8_smoothing.py)."""
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
     wanted = {f"layer.{n}/output/dense/" for n in layers}
 

@@ -14,7 +14,7 @@ The rule (fixed before any point was measured):
   most ``--mono-tolerance`` (0.01) on every *choose* set and whose dev mono mAP is at least the base's;
 - **one-language model** (what a corpus in one language is indexed with): the scale with the highest mean MRR@10
   over the *choose* sets (the base, λ = 0, when nothing beats it).
-Held-out sets and the test articles are reported, never consulted: ``benchmarks/default_model_report.py`` measures
+Held-out sets and the test articles are reported, never consulted: ``experiments/default_model_report.py`` measures
 the chosen models on the test articles.
 
 Writes ``docs/results/merge-scale.json`` (after every scale, so a stopped run resumes) and ``merge-scale.png``.

@@ -1,7 +1,7 @@
 """The served default model's figures on the XQuAD-R test articles and on monolingual QA sets, through the ONNX
 graphs that are served.
 
-    python benchmarks/default_model_report.py              # after `make models`; ~40 min on 2 cores
+    python -m experiments.default_model_report              # after `make models`; ~40 min on 2 cores
 
 Writes ``docs/results/default-model.json`` (fp32 and int8 of the served default on the test articles, the chosen
 recipe's three seeds from ``--sweep`` beside the previous recipe's from ``--previous-sweep``, merged at scale 1 as
@@ -21,16 +21,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from app.manifest import ManifestError, load_model_manifest
+from training.data import load_split_titles
+from training.default_model import DEFAULT_ADAPTER, DEFAULT_OUT, DEFAULT_SERVED
+from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set
+from training.merge_scale import LANGUAGES, RESULTS, SPLIT_FILE, XQUAD
+from training.plots import plot_matrix
+from training.qa_retrieval import evaluate_sets, load_qa_sets, report, summarise
 
-from app.manifest import ManifestError, load_model_manifest  # noqa: E402
-from training.data import load_split_titles  # noqa: E402
-from training.default_model import DEFAULT_ADAPTER, DEFAULT_OUT, DEFAULT_SERVED  # noqa: E402
-from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set  # noqa: E402
-from training.merge_scale import LANGUAGES, RESULTS, SPLIT_FILE, XQUAD  # noqa: E402
-from training.plots import plot_matrix  # noqa: E402
-from training.qa_retrieval import evaluate_sets, load_qa_sets, report, summarise  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SLICE_ARTICLES = 2  # the first test articles of the split file: the reference slice
 # the figures reported per model and per seed (and own_language_top10, evaluate's own_language_share_top10)
@@ -149,7 +148,7 @@ def main() -> None:
         "seeds_mean_std": seeds_mean_std,
         "previous_recipe_seeds_mean_std": previous_mean_std,
         "previous_recipe_sweep": args.previous_sweep.name,
-        "command": " ".join(["python benchmarks/default_model_report.py", *sys.argv[1:]]),
+        "command": " ".join(["python -m experiments.default_model_report", *sys.argv[1:]]),
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     reference = slice_figures(OnnxEmbedder(args.model, "fp32"))

@@ -1,6 +1,6 @@
 """Training-free language-bias removal on top of a model, measured on the XQuAD-R dev articles.
 
-    python benchmarks/language_projection.py --model models/multilingual-e5-small-hybrid
+    python -m experiments.language_projection --model models/multilingual-e5-small-hybrid
 
 LIR (linear language-identity removal): fit the per-language mean passage embeddings on the *train* articles
 (all 11 languages), take the orthonormal basis of their span after removing the overall mean (rank n_languages - 1),
@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from experiments.default_model_report import LANGUAGES, SPLIT_FILE, XQUAD
+from training.data import load_split_titles
+from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set
 
-from benchmarks.default_model_report import LANGUAGES, SPLIT_FILE, XQUAD  # noqa: E402
-from training.data import load_split_titles  # noqa: E402
-from training.evaluate import Embedder, OnnxEmbedder, evaluate, load_retrieval_set  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def language_subspace(embeddings: np.ndarray, languages: list[str]) -> np.ndarray:

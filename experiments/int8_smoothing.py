@@ -1,6 +1,6 @@
 """Where does the served int8 graph lose quality, and does SmoothQuant-style input scaling win it back? (dev articles)
 
-    python benchmarks/int8_smoothing.py --model-dir models/multilingual-e5-small-hybrid --alphas 0 0.5 \
+    python -m experiments.int8_smoothing --model-dir models/multilingual-e5-small-hybrid --alphas 0 0.5 \
         --keep "" "attention/self/" "attention/output/" "intermediate/" "ffn"
 
 Every variant starts from the served recipe (training/export.py: dynamic per-channel int8 MatMuls, FFN
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,16 +26,16 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from app.encoder import OnnxEncoder
+from app.manifest import load_model_manifest
+from benchmarks.serve_load import SPLITS, XQUAD
+from experiments.int8_scan import Embedder
+from training.data import load_split_titles
+from training.evaluate import evaluate, load_retrieval_set
+from training.export import INT8_FP32_LAYERS, export_int8
 
-from app.encoder import OnnxEncoder  # noqa: E402
-from app.manifest import load_model_manifest  # noqa: E402
-from benchmarks.int8_scan import Embedder  # noqa: E402
-from benchmarks.serve_load import SPLITS, XQUAD  # noqa: E402
-from training.data import load_split_titles  # noqa: E402
-from training.evaluate import evaluate, load_retrieval_set  # noqa: E402
-from training.export import INT8_FP32_LAYERS, export_int8  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 N_LAYERS = 12
 

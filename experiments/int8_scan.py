@@ -2,8 +2,8 @@
 passage speed (batches of 32, interleaved rounds) and XQuAD-R mAP on the dev articles (tune on dev; report on test:
 benchmarks/serve_load.py).
 
-    python benchmarks/int8_scan.py --sets "" "4" "3,4" "4,5" "3,4,5" "2,3,4,5"
-    python benchmarks/int8_scan.py --sets "3,4,5" --weight-only 8:32 8:128 4:128   # + MatMulNBits graphs
+    python -m experiments.int8_scan --sets "" "4" "3,4" "4,5" "3,4,5" "2,3,4,5"
+    python -m experiments.int8_scan --sets "3,4,5" --weight-only 8:32 8:128 4:128   # + MatMulNBits graphs
 Prints one JSON line per graph (queries/s and passages/s with their ratio to fp32; multi/cross/mono mAP, rank
 distance and multi Hit@1/Hit@10 unless --skip-quality; with --fp32-passages the same figures for the set's queries
 against an fp32-encoded corpus); the chosen default lives in training/export.py (INT8_FP32_LAYERS).
@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from app.encoder import OnnxEncoder
+from app.manifest import load_model_manifest
+from benchmarks.serve_load import SPLITS, XQUAD, interleaved_rates, sixty_word_passages
+from training.data import load_split_titles
+from training.evaluate import evaluate, load_retrieval_set
+from training.export import export_int8
 
-from app.encoder import OnnxEncoder  # noqa: E402
-from app.manifest import load_model_manifest  # noqa: E402
-from benchmarks.serve_load import SPLITS, XQUAD, interleaved_rates, sixty_word_passages  # noqa: E402
-from training.data import load_split_titles  # noqa: E402
-from training.evaluate import evaluate, load_retrieval_set  # noqa: E402
-from training.export import export_int8  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Embedder:

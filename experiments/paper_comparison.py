@@ -4,8 +4,8 @@ From the same base (multilingual-e5-small) and the same budget (steps, batch siz
 mono (X-X), cross (X-Y) and hybrid (alpha = 0.5) models, then evaluate base + the three on the test articles
 (pool: all sentences of the 16 test articles in 11 languages; el and vi are unseen in training).
 
-    python benchmarks/paper_comparison.py --steps 400            # ~1 h on a 2-core CPU
-    python benchmarks/paper_comparison.py --steps 400 --alpha-sweep
+    python -m experiments.paper_comparison --steps 400            # ~1 h on a 2-core CPU
+    python -m experiments.paper_comparison --steps 400 --alpha-sweep
 
 Writes docs/results/xquad-r-test.json (and per-model results, heatmaps and loss curves under runs/bench/).
 """
@@ -19,18 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from training.data import load_split_titles  # noqa: E402
-from training.evaluate import (  # noqa: E402
+from training.data import load_split_titles
+from training.evaluate import (
     METRIC_KEYS,
     load_retrieval_set,
     make_embedder,
     markdown_table,
     write_outputs,
 )
-from training.evaluate import evaluate as run_evaluation  # noqa: E402
+from training.evaluate import evaluate as run_evaluation
+
+ROOT = Path(__file__).resolve().parent.parent
+
 
 ALL_LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 PAPER_TABLE1 = {
