@@ -38,6 +38,7 @@ def build_index(
     passage_tokens: int | None = None,
     passage_overlap_tokens: int = 0,
     shard_dir: Path | None = None,
+    model_choice: str = "",
 ) -> SearchIndex:
     """Encode the documents as passages into a new FAISS index, with a manifest tying it to the model."""
     started = time.perf_counter()
@@ -71,6 +72,7 @@ def build_index(
         truncated_passages=truncated,
         passage_tokens=passage_tokens,
         passage_overlap_tokens=passage_overlap_tokens,
+        model_choice=model_choice,
     )
     return SearchIndex(vectors, documents, manifest)
 

@@ -15,6 +15,7 @@ import itertools
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +26,10 @@ from app.build import build_index, discard_shards
 from app.corpus import Document
 from app.encoder import OnnxEncoder, choose_variant
 from app.errors import ServiceError
-from app.ingest.passages import iter_passages, passage_maker, read_passages
+from app.ingest.passages import PassageMaker, iter_passages, passage_maker, read_passages
 from app.ingest.sources import Columns, CorpusError, ImportReport, describe
-from app.manifest import ManifestError, load_index_manifest, load_model_manifest
+from app.manifest import ManifestError, load_index_manifest
+from app.model_choice import ModelChoice, choose_for_corpus, given_model, model_for_store
 from app.settings import Settings
 from app.stores.embedded.collection import wal_path
 from app.stores.embedded.wal import WriteAheadLog
@@ -35,20 +37,40 @@ from app.stores.embedded.wal import WriteAheadLog
 if TYPE_CHECKING:
     from app.stores.milvus import MilvusStore
 
+CHOICE_SAMPLE = 2000  # passages whose languages choose the model of a corpus streamed into Milvus
 
-def index_command(args: argparse.Namespace, settings: Settings) -> None:
-    model_dir = args.model_dir or settings.model_dir
-    manifest = load_model_manifest(model_dir)
-    variant = choose_variant(manifest, settings.int8 if args.int8 is None else args.int8)
-    encoder = OnnxEncoder(model_dir, variant, settings.runtime, settings.intra_op_threads, manifest)
+
+def _encoder(choice: ModelChoice, args: argparse.Namespace, settings: Settings) -> OnnxEncoder:
+    variant = choose_variant(choice.manifest, settings.int8 if args.int8 is None else args.int8)
+    return OnnxEncoder(choice.model_dir, variant, settings.runtime, settings.intra_op_threads, choice.manifest)
+
+
+def _maker(encoder: OnnxEncoder, args: argparse.Namespace, settings: Settings) -> PassageMaker:
     try:
-        maker = passage_maker(encoder, settings, args.passage_tokens, args.overlap_tokens)
+        return passage_maker(encoder, settings, args.passage_tokens, args.overlap_tokens)
     except ValueError as exc:
         raise CorpusError(f"--passage-tokens/--overlap-tokens: {exc}") from exc
+
+
+def _splits_alike(a: ModelChoice, b: ModelChoice) -> bool:
+    """Whether two models cut documents into the same passages: same tokenizer, passage prefix and limit."""
+
+    def shape(choice: ModelChoice) -> tuple[str, int, bytes]:
+        manifest = choice.manifest
+        return manifest.passage_prefix, manifest.max_length, (choice.model_dir / manifest.tokenizer_file).read_bytes()
+
+    return a.model_dir == b.model_dir or shape(a) == shape(b)
+
+
+def index_command(args: argparse.Namespace, settings: Settings) -> None:
+    """Passages are cut with the multilingual model's tokenizer (or --model-dir's), then the corpus's language mix
+    chooses the model that encodes them (app.model_choice)."""
+    splitting = given_model(args.model_dir or settings.model_dir)
+    maker = _maker(_encoder(splitting, args, settings), args, settings)
     columns = Columns(args.id_column, args.text_column, args.lang_column, args.title_column)
     report = ImportReport()
     if (args.store or settings.store) == "milvus":
-        milvus_index_command(args, settings, encoder, iter_passages(args.corpus, maker, columns, report), report)
+        milvus_index_command(args, settings, splitting, maker, columns)
         return
     documents = read_passages(args.corpus, maker, columns, report)
     print(describe(report))
@@ -56,6 +78,12 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
         raise CorpusError(f"{len(report.skipped)} files could not be read (--strict); nothing was indexed")
     if not documents:
         raise CorpusError(f"{args.corpus} holds no documents")
+    choice = _choose(args, settings, documents)
+    encoder = _encoder(choice, args, settings)
+    if not _splits_alike(choice, splitting):
+        maker = _maker(encoder, args, settings)
+        documents = read_passages(args.corpus, maker, columns, ImportReport())
+    manifest, variant = encoder.manifest, encoder.variant
     out = args.out or settings.index_dir
     log = _claim_write_log(out, args.discard_writes)
     shards = out.with_name(f".{out.name}.shards")  # encoded passages kept until the index is saved: a rerun resumes
@@ -70,6 +98,7 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
         passage_tokens=maker.splitter.max_tokens,
         passage_overlap_tokens=maker.splitter.overlap_tokens,
         shard_dir=shards,
+        model_choice=choice.reason,
     )
     version = index.save(out)
     discard_shards(shards)
@@ -83,6 +112,16 @@ def index_command(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+def _choose(args: argparse.Namespace, settings: Settings, passages: list[Document]) -> ModelChoice:
+    """--model-dir as given, or the model for the passages' language mix; printed with the reason."""
+    if args.model_dir is not None:
+        choice = given_model(args.model_dir)
+    else:
+        choice = choose_for_corpus(settings, Counter(p.lang for p in passages))
+    print(f"model: {choice.model_dir} ({choice.role.replace('_', '-')}): {choice.reason}")
+    return choice
+
+
 def _milvus_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     overrides = {"milvus_uri": args.milvus_uri, "milvus_collection": args.collection}
     return settings.model_copy(update={key: value for key, value in overrides.items() if value})
@@ -91,24 +130,38 @@ def _milvus_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 def milvus_index_command(
     args: argparse.Namespace,
     settings: Settings,
-    encoder: OnnxEncoder,
-    passages: Iterable[Document],
-    report: ImportReport,
+    splitting: ModelChoice,
+    maker: PassageMaker,
+    columns: Columns,
 ) -> None:
     """Stream the passages into Milvus in batches (memory bounded by a batch, not the corpus); passages whose ids the
     collection holds are skipped, so an interrupted run picks up where it stopped (``--discard-writes`` drops the
-    collection and starts over). With ``--strict`` the first unreadable file stops the run."""
-    from app.stores.milvus import CollectionIdentity, connect_milvus
+    collection and starts over). With ``--strict`` the first unreadable file stops the run. The model is the one the
+    collection records, or else chosen by the language mix of the first ``CHOICE_SAMPLE`` passages."""
+    from app.stores.milvus import CollectionIdentity, milvus_store
 
     settings = _milvus_settings(args, settings)
-    identity = CollectionIdentity.of_model(encoder.manifest, encoder.variant)
     started = time.perf_counter()
-    store = connect_milvus(settings, identity)
+    report = ImportReport()
+    passages = iter_passages(args.corpus, maker, columns, report)
+    store = milvus_store(settings)
     written = already = 0
     try:
-        if args.discard_writes:
+        if args.discard_writes and store.exists():
             store.drop()
-            store.open(identity, settings.milvus_index_type)
+        stored = store.stored_identity()
+        if stored is not None and args.model_dir is None:
+            choice = model_for_store(settings, lambda: stored.model_fingerprint)
+            print(f"model: {choice.model_dir} ({choice.role.replace('_', '-')}): {choice.reason}")
+        else:
+            head = list(itertools.islice(passages, CHOICE_SAMPLE))
+            choice = _choose(args, settings, head) if head else splitting
+            passages = itertools.chain(head, passages)
+        encoder = _encoder(choice, args, settings)
+        if not _splits_alike(choice, splitting):  # read again from the start, cut for the chosen model
+            report = ImportReport()
+            passages = iter_passages(args.corpus, _maker(encoder, args, settings), columns, report)
+        store.open(CollectionIdentity.of_model(encoder.manifest, encoder.variant), settings.milvus_index_type)
         for batch in _batches(passages, args.batch_size * 8):
             if args.strict and report.skipped:
                 break
@@ -254,7 +307,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     index.add_argument("--strict", action="store_true", help="fail, indexing nothing, if a file cannot be read")
     index.add_argument("--out", type=Path, help="index folder (default: SEARCH_INDEX_DIR)")
-    index.add_argument("--model-dir", type=Path, help="model folder (default: SEARCH_MODEL_DIR)")
+    index.add_argument(
+        "--model-dir",
+        type=Path,
+        help="encode with this model folder (default: chosen by the corpus's languages, SEARCH_MODEL_CHOICE)",
+    )
     index.add_argument("--index-type", choices=["flat", "hnsw"], default="flat", help="flat = exact search")
     index.add_argument("--batch-size", type=int, default=32)
     index.add_argument(

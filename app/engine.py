@@ -20,11 +20,11 @@ from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, ServiceError
 from app.ingest.passages import PassageMaker, passage_maker
 from app.ingest.sources import SourceDocument
-from app.manifest import ModelManifest, load_model_manifest
 from app.metrics import Metrics
+from app.model_choice import ModelChoice, model_for_store
 from app.settings import Settings
 from app.status import EngineStatus
-from app.stores import Store, check_store, open_store
+from app.stores import Store, check_store, encoded_with, open_store
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,26 @@ class SearchEngine:
         self._store_calls: ThreadPoolExecutor | None = None  # a remote store's searches, off the batcher's thread
         self.batcher: EncodeBatcher | None = None
         self._passage_maker: PassageMaker | None = None
-        self._manifest: ModelManifest | None = None  # read by check(), used again by load()
+        self._choice: ModelChoice | None = None  # decided by check() (or load()), once
         self.error: str | None = None
         self._loaded = threading.Event()
+
+    def model_choice(self) -> ModelChoice:
+        """The configured model that encoded the store (app.model_choice), decided once."""
+        if self._choice is None:
+            self._choice = model_for_store(self.settings, lambda: encoded_with(self.settings))
+            log.info("model: %s (%s): %s", self._choice.model_dir, self._choice.role, self._choice.reason)
+        return self._choice
 
     def check(self) -> None:
         """Cheap start-up checks so a wrong path or a model/store mismatch fails at once (FAISS: the manifests;
         Milvus: the store is opened here, its collection created when missing)."""
-        model = self._manifest = load_model_manifest(self.settings.model_dir)
+        choice = self.model_choice()
+        model = choice.manifest
         variant = choose_variant(model, self.settings.int8)
-        encoded_with = check_store(self.settings, model)
-        if encoded_with and variant != encoded_with:
-            log.warning("index was encoded with %s, queries use %s", encoded_with, variant)
+        stored_variant = check_store(self.settings, model, choice.model_dir)
+        if stored_variant and variant != stored_variant:
+            log.warning("index was encoded with %s, queries use %s", stored_variant, variant)
         if self.settings.store == "milvus":
             self.store = open_store(self.settings, model, variant)
 
@@ -58,9 +66,10 @@ class SearchEngine:
             settings = self.settings
             if settings.faiss_threads:  # one search is a few ms at most: more threads only spin against the model's
                 faiss.omp_set_num_threads(settings.faiss_threads)
-            manifest = self._manifest or load_model_manifest(settings.model_dir)
+            choice = self.model_choice()
+            manifest = choice.manifest
             self.encoder = OnnxEncoder(
-                settings.model_dir,
+                choice.model_dir,
                 choose_variant(manifest, settings.int8),
                 settings.runtime,
                 settings.intra_op_threads,
@@ -127,6 +136,8 @@ class SearchEngine:
         return EngineStatus(
             ready=True,
             model=encoder.manifest.name,
+            model_role=self._choice.role if self._choice else None,
+            model_choice=self._choice.reason if self._choice else None,
             variant=encoder.variant,
             model_created_at=encoder.manifest.created_at,
             providers=list(encoder.providers),

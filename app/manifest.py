@@ -74,6 +74,7 @@ class IndexManifest(BaseModel):
     wal_seq: int = Field(0, description="last write-ahead-log record this snapshot holds")
     passage_tokens: int | None = Field(None, description="documents were split into passages of at most this")
     passage_overlap_tokens: int = 0
+    model_choice: str = Field("", description="why the model that encoded the corpus was chosen")
 
 
 def read_manifest(folder: Path, cls: type[M], what: str) -> M:

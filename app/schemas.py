@@ -246,6 +246,10 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     model: str | None = None
+    model_role: Literal["multilingual", "one_language"] | None = Field(
+        None, description="multilingual: the language-agnostic default; one_language: the model for a corpus in one"
+    )
+    model_choice: str | None = Field(None, description="why this model encodes the corpus and its queries")
     variant: str | None = None
     providers: list[str] = Field(default_factory=list)
     store: str = Field("", description="where the documents live: faiss (embedded) or milvus")

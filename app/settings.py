@@ -16,7 +16,22 @@ Keys = Annotated[list[str], NoDecode]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEARCH_", env_file=".env", extra="ignore", protected_namespaces=())
 
-    model_dir: Path = Field(Path("models/multilingual-e5-small-hybrid"), description="model folder with manifest.json")
+    model_dir: Path = Field(
+        Path("models/multilingual-e5-small-hybrid"),
+        description="model folder with manifest.json: the multilingual model, for a corpus in several languages",
+    )
+    one_language_model_dir: Path = Field(
+        Path("models/multilingual-e5-small"),
+        description="the model for a corpus (almost) in one language: it ranks best within a language",
+    )
+    model_choice: Literal["auto", "multilingual", "one_language"] = Field(
+        "auto",
+        description="which model `index` encodes a corpus with: auto = by the corpus's language mix; the service "
+        "always loads the configured model that encoded the store",
+    )
+    one_language_share: float = Field(
+        0.95, gt=0.5, le=1.0, description="auto: a corpus whose largest language has this share is in one language"
+    )
     store: Literal["faiss", "milvus"] = Field(
         "faiss", description="where the documents live: the embedded FAISS index, or a Milvus collection"
     )

@@ -13,6 +13,8 @@ class EngineStatus:
     ready: bool
     error: str | None = None
     model: str | None = None
+    model_role: str | None = None
+    model_choice: str | None = None
     variant: str | None = None
     model_created_at: str = ""
     providers: list[str] = field(default_factory=list)

@@ -3,14 +3,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app.manifest import ManifestError, ModelManifest, load_index_manifest
 from app.settings import Settings
 from app.stores.base import Store, StoreHealth
 
-__all__ = ["Store", "StoreHealth", "check_store", "open_store"]
+__all__ = ["Store", "StoreHealth", "check_store", "encoded_with", "open_store"]
 
 
-def check_store(settings: Settings, model: ModelManifest) -> str:
+def encoded_with(settings: Settings) -> str | None:
+    """The fingerprint of the model whose embeddings the store holds; None for a Milvus collection not made yet."""
+    if settings.store == "milvus":
+        from app.stores.milvus import milvus_store
+
+        store = milvus_store(settings)
+        try:
+            identity = store.stored_identity()
+        finally:
+            store.close()
+        return identity.model_fingerprint if identity else None
+    return load_index_manifest(settings.index_dir).model_fingerprint
+
+
+def check_store(settings: Settings, model: ModelManifest, model_dir: Path) -> str:
     """Cheap start-up check that the store holds embeddings of ``model`` (FAISS: its manifest; Milvus: done when
     opened). Returns the variant the store was encoded with, when known."""
     if settings.store == "milvus":
@@ -20,7 +36,8 @@ def check_store(settings: Settings, model: ModelManifest) -> str:
         raise ManifestError(
             f"index {settings.index_dir} was built by model '{index.model_name}' "
             f"(fingerprint {index.model_fingerprint[:12]}), but the service loads '{model.name}' from "
-            f"{settings.model_dir} (fingerprint {model.fingerprint[:12]}); rebuild the index with this model"
+            f"{model_dir} (fingerprint {model.fingerprint[:12]}); rebuild the index with this model, or point "
+            "SEARCH_MODEL_DIR / SEARCH_ONE_LANGUAGE_MODEL_DIR at the model that built it"
         )
     return index.model_variant
 

@@ -170,6 +170,10 @@ class MilvusStore(Store):
         with self._calls("collection lookup"):
             return self.client.has_collection(self.collection, timeout=self.timeout_s)
 
+    def stored_identity(self) -> CollectionIdentity | None:
+        """The identity the collection records; None when there is no collection yet."""
+        return self.read_identity() if self.exists() else None
+
     def read_identity(self) -> CollectionIdentity:
         with self._calls("collection lookup"):
             description = self.client.describe_collection(self.collection, timeout=self.timeout_s)["description"]
@@ -431,9 +435,9 @@ class MilvusStore(Store):
             server_manager_instance.release_server(self.uri)
 
 
-def connect_milvus(settings: Settings, identity: CollectionIdentity, create: bool = True) -> MilvusStore:
-    """The Milvus store of the settings, its collection opened (created when missing) and checked for ``identity``."""
-    store = MilvusStore(
+def milvus_store(settings: Settings) -> MilvusStore:
+    """The Milvus store of the settings, connected; its collection not opened yet."""
+    return MilvusStore(
         settings.milvus_uri,
         settings.milvus_collection,
         settings.milvus_token,
@@ -441,6 +445,11 @@ def connect_milvus(settings: Settings, identity: CollectionIdentity, create: boo
         settings.milvus_consistency,
         settings.milvus_timeout_s,
     )
+
+
+def connect_milvus(settings: Settings, identity: CollectionIdentity, create: bool = True) -> MilvusStore:
+    """The Milvus store of the settings, its collection opened (created when missing) and checked for ``identity``."""
+    store = milvus_store(settings)
     try:
         store.open(identity, settings.milvus_index_type, create)
     except BaseException:
