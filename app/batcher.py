@@ -4,7 +4,8 @@ worker thread, one bounded model call at a time, so that a large request never h
 The worker admits every waiting request (optionally waiting up to ``max_wait_ms`` for more), tokenizes it, refuses
 it when a text is too long (and it did not ask for truncation) or when it would encode more than
 ``max_request_tokens`` tokens, and then runs model calls of at most ``max_texts`` rows and ``max_tokens`` padded
-tokens (``fair_tokens`` while several requests share the worker, so that each call is short). Each call takes
+tokens (while several requests share the worker: ``fair_tokens``, and no more than the batcher measured to take
+``fair_ms`` at that width, so that each call is short on any hardware and model variant). Each call takes
 rows from the requests with the fewest rows left to encode: a lone search that arrives while twelve large batches
 are running goes into the next call, and the large ones finish one after another rather than all late together. A
 call never pads short rows to more than twice their width, so that search's call is a short one of its own.
@@ -108,6 +109,7 @@ class EncodeBatcher:
         fair_tokens: int = 2048,
         max_request_tokens: int = 0,
         narrow_rows: int = 64,
+        fair_ms: float = 0.0,
     ) -> None:
         self.encoder = encoder
         self.cache = QueryCache(query_cache_size)
@@ -116,6 +118,10 @@ class EncodeBatcher:
         self.fair_tokens = fair_tokens
         self.max_request_tokens = max_request_tokens  # 0: no per-request limit
         self.narrow_rows = narrow_rows  # rows up to this many tokens share a call whatever their lengths
+        self.fair_seconds = fair_ms / 1000  # 0: shared calls are capped by fair_tokens alone
+        # Measured seconds per padded token by call width (a power of two): attention makes wide rows dearer per
+        # token, and an fp32 graph costs about twice an int8 one, so a cap in tokens alone is no cap in time.
+        self._seconds_per_token: dict[int, float] = {}
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch
@@ -237,7 +243,7 @@ class EncodeBatcher:
 
     def _step(self, active: list[_Active]) -> list[_Active]:
         """One model call, rows of the jobs with the least work left first; finish the jobs it completes."""
-        cap = self.max_tokens if len(active) == 1 else min(self.max_tokens, self.fair_tokens)
+        shared = len(active) > 1
         chosen: list[tuple[_Active, str, list[int]]] = []
         width = 0
         # Fewest rows left first (shortest remaining work): a light request goes into the next call, and among
@@ -246,6 +252,7 @@ class EncodeBatcher:
             while state.pending and len(chosen) < self.max_texts:
                 text, ids = state.pending[0]
                 wider = max(width, len(ids))
+                cap = self.shared_cap(wider) if shared else self.max_tokens
                 if chosen and ((len(chosen) + 1) * wider > cap or wider > max(2 * width, self.narrow_rows)):
                     # this job's next row does not fit, or would more than double the padding of the rows taken
                     # (a 12-token query padded to 512 costs a 512-token row): a shorter one of another job may
@@ -270,6 +277,31 @@ class EncodeBatcher:
                 self._finish(state)
         return still
 
+    def warm_up(self, max_width: int) -> None:
+        """Before the first request: the first ORT runs allocate and pick kernels, so run a few shapes; then one row
+        of each width bucket up to ``max_width``, measured, so that the first shared calls are capped in time too
+        (one row costs more per token than many: the first caps err on the short side)."""
+        token = self.encoder.pad_id + 5
+        for rows, width in ((1, 16), (8, 32), (self.max_texts, 24)):
+            self.encoder.run_padded(*self.encoder.pad([[token] * width] * rows))
+        width = 16
+        while width <= max_width:
+            self._call([[token] * width], report=False)
+            width *= 2
+
+    def shared_cap(self, width: int) -> int:
+        """Most padded tokens in a call of rows this wide while several requests share the model."""
+        cap = min(self.max_tokens, self.fair_tokens)
+        cost = self._seconds_per_token.get(_width_bucket(width))
+        if self.fair_seconds and cost:
+            cap = min(cap, int(self.fair_seconds / cost))
+        return cap
+
+    def _measured(self, width: int, padded_tokens: int, seconds: float) -> None:
+        bucket, cost = _width_bucket(width), seconds / padded_tokens
+        before = self._seconds_per_token.get(bucket)
+        self._seconds_per_token[bucket] = cost if before is None else 0.8 * before + 0.2 * cost
+
     def _finish(self, state: _Active) -> None:
         job = state.job
         if job.kind == "query":
@@ -287,10 +319,17 @@ class EncodeBatcher:
             if not job.future.done():
                 job.future.set_exception(exc)
 
-    def _call(self, rows: list[list[int]]) -> np.ndarray:
+    def _call(self, rows: list[list[int]], report: bool = True) -> np.ndarray:
         ids, mask = self.encoder.pad(rows)
         started = time.perf_counter()
         out = self.encoder.run_padded(ids, mask)
-        if self.on_batch:
-            self.on_batch(BatchStats(len(rows), ids.size, time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+        self._measured(ids.shape[1], ids.size, seconds)
+        if report and self.on_batch:
+            self.on_batch(BatchStats(len(rows), ids.size, seconds))
         return out
+
+
+def _width_bucket(width: int) -> int:
+    """The power of two at or above ``width`` (at least 16): calls of similar widths share a cost estimate."""
+    return max(16, 1 << max(0, width - 1).bit_length())

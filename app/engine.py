@@ -81,7 +81,6 @@ class SearchEngine:
             if self.store.remote:
                 self._store_calls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
             self._passage_maker = passage_maker(self.encoder, settings)
-            self._warm_up()
             self.batcher = EncodeBatcher(
                 self.encoder,
                 settings.batch_max_texts,
@@ -91,8 +90,10 @@ class SearchEngine:
                 on_batch=self._record_batch,
                 query_cache_size=settings.query_cache_size,
                 fair_tokens=settings.batch_fair_tokens,
+                fair_ms=settings.batch_fair_ms,
                 max_request_tokens=settings.max_request_tokens,
             )
+            self.batcher.warm_up(manifest.max_length)
             self._loaded.set()
             log.info(
                 "ready: %d documents (%s store), model %s (%s)",
@@ -104,12 +105,6 @@ class SearchEngine:
         except Exception as exc:  # reported by /ready; the process stays up to say why
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("loading failed")
-
-    def _warm_up(self) -> None:
-        """The first ORT runs allocate and pick kernels; do that for a few shapes before the first request."""
-        assert self.encoder is not None
-        for rows, width in ((1, 16), (8, 32), (self.settings.batch_max_texts, 24)):
-            self.encoder.run_padded(*self.encoder.pad([[self.encoder.pad_id + 5] * width] * rows))
 
     def _record_batch(self, stats: BatchStats) -> None:
         if self.metrics is not None:

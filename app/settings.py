@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     batch_fair_tokens: int = Field(
         2048, ge=64, description="most padded tokens in one model call while several requests share the model"
     )
+    batch_fair_ms: float = Field(
+        250.0,
+        ge=0,
+        description="while several requests share the model, a call takes no more rows than measured to run this "
+        "long at their width (0 = batch_fair_tokens alone)",
+    )
     max_request_tokens: int = Field(
         32768, ge=64, description="most tokens one request may have encoded (after truncation); more gets 413"
     )

@@ -161,3 +161,23 @@ def test_a_request_over_the_token_budget_is_refused_with_the_limit(encoder: Onnx
         batcher.submit(texts, "passage", 32, truncate=True).result(timeout=30)
     assert batcher.submit(texts[:3], "passage", 32, truncate=True).result(timeout=30).embeddings.shape[0] == 3
     batcher.close()
+
+
+def test_shared_calls_are_capped_by_their_measured_time(encoder: OnnxEncoder) -> None:
+    """A token cap is no time cap (fp32 costs about twice int8, wide rows more per token): while requests share the
+    model, a call takes no more rows than the batcher measured to fit in ``fair_ms`` at that width."""
+    batcher, calls, release = held_batcher(encoder, max_texts=32, fair_tokens=4096, fair_ms=10)
+    assert batcher.shared_cap(64) == 4096  # nothing measured at this width yet: the token cap
+    batcher.warm_up(64)
+    assert sorted(batcher._seconds_per_token) == [16, 32, 64] and len(calls) == 1  # measured, not reported
+    batcher._seconds_per_token[64] = 0.01 / 64  # as if measured: one row of 64 tokens takes 10 ms
+    assert batcher.shared_cap(64) == 64 and batcher.shared_cap(40) == 64 and batcher.shared_cap(200) == 4096
+    batcher._seconds_per_token[64] = 1.0  # as if the model had been very slow at this width
+    rows = [r["text"] for r in demo_records(limit=16)]  # 64 tokens each after truncation
+    first, second = (batcher.submit(rows[k::2], "passage", 64, truncate=True) for k in (0, 1))
+    release.set()
+    first.result(timeout=30), second.result(timeout=30)
+    batcher.close()
+    # call 0 held the worker; while both requests wait, one row per call; then the second one alone, in one call
+    assert [c.texts for c in calls[1:]] == [1] * 8 + [8]
+    assert batcher._seconds_per_token[64] < 0.8**8  # each real call was measured and moved the estimate
