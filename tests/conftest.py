@@ -132,13 +132,15 @@ def default_model(base_model: Path) -> Path:
     """The served default (base + shipped adapter); `make test` builds it first, this builds it when run on its
     own or when the shipped adapter changed since it was exported."""
     from app.manifest import ManifestError, load_model_manifest
-    from training.default_model import DEFAULT_MERGE_SCALE, export_served_default
+    from training.default_model import DEFAULT_MERGE_SCALE, SERVE_INT8, export_served_default
     from training.lora import adapter_record
 
     try:
         shipped = adapter_record(DEFAULT_ADAPTER_DIR, DEFAULT_MERGE_SCALE)
-        merged = load_model_manifest(DEFAULT_MODEL_DIR).adapter
+        manifest = load_model_manifest(DEFAULT_MODEL_DIR)
+        merged = manifest.adapter
         current = (merged["sha256"], merged.get("scale", 1.0)) == (shipped["sha256"], shipped["scale"])
+        current = current and (SERVE_INT8 or manifest.default_variant == "fp32")
     except (ManifestError, TypeError, KeyError):
         current = False
     if not current:

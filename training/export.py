@@ -177,9 +177,11 @@ def export_model(
     int8_fp32_layers: tuple[int, ...] = INT8_FP32_LAYERS,
     adapter: Path | None = None,
     adapter_scale: float = 1.0,
+    int8_by_default: bool = True,
 ) -> ModelManifest:
     """Export ``source`` (or, with ``adapter``, ``source`` with that LoRA adapter merged in at ``adapter_scale``)
-    into ``out``."""
+    into ``out``. The int8 graph is served by default when it passes its gate, unless ``int8_by_default`` is False
+    (then fp32 is, and int8 stays one setting away when it passed)."""
     started = time.perf_counter()
     out = Path(out or source)
     loaded = load_encoder(source, max_length=max_length)
@@ -256,7 +258,7 @@ def export_model(
             "quantize_dynamic from the fp32 graph: MatMul, per-channel QInt8",
             "ONNX Runtime ORT_ENABLE_ALL when a session opens",
         ]
-    manifest.default_variant = "int8" if manifest.int8_servable else "fp32"
+    manifest.default_variant = "int8" if manifest.int8_servable and int8_by_default else "fp32"
     manifest.parity["export_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(out / MODEL_MANIFEST, manifest)
     log.info("wrote %s (default variant %s)", out / MODEL_MANIFEST, manifest.default_variant)
@@ -281,6 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-abs-diff", type=float, default=1e-4)
     parser.add_argument("--min-top10-overlap", type=float, default=0.9)
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 export")
+    parser.add_argument(
+        "--fp32-by-default", action="store_true", help="serve fp32 by default even when int8 passes its gate"
+    )
     parser.add_argument(
         "--int8-fp32-layers",
         type=int,
@@ -317,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
             tuple(args.int8_fp32_layers),
             args.adapter,
             args.adapter_scale,
+            not args.fp32_by_default,
         )
     except (ParityError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"export failed: {exc}") from exc

@@ -37,7 +37,8 @@ def test_query_finds_the_paragraph_in_other_languages(demo_server: str, query: s
 
 def test_the_served_model_is_the_hybrid_default(demo_server: str) -> None:
     ready = httpx.get(f"{demo_server}/ready", timeout=30).json()
-    assert ready["model"] == "multilingual-e5-small-hybrid" and ready["variant"] == "int8"
+    # merged at scale 0.5 the int8 graph loses dev multi mAP to fp32, so the default serves fp32 (docs/RESULTS.md)
+    assert ready["model"] == "multilingual-e5-small-hybrid" and ready["variant"] == "fp32"
 
 
 def test_a_question_nothing_answers_is_not_answered_in_its_own_language(demo_server: str) -> None:

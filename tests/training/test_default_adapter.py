@@ -1,5 +1,5 @@
-"""The shipped adapter, merged at the shipped scale and exported again, must still give the figures recorded when it
-was made (slow)."""
+"""The shipped adapter, merged at the shipped scale and exported again, must still give the figures recorded for the
+served default (slow)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def test_the_served_default_is_the_shipped_adapter_on_the_rebuilt_base(default_m
     assert manifest.adapter["sha256"] == sha256_file(DEFAULT_ADAPTER_DIR / "adapter_model.safetensors")
     assert manifest.base_model["sha256"] == sha256_file(base_model / "model.safetensors")
     assert manifest.adapter["rank"] == 16 and manifest.adapter["scale"] == DEFAULT_MERGE_SCALE
-    assert manifest.default_variant == "int8" and manifest.parity["int8"]["servable"]
+    # at scale 0.5 the int8 graph loses dev multi mAP to fp32 whatever its gate says: fp32 is served
+    assert manifest.default_variant == "fp32" and manifest.onnx_int8 is not None
     assert manifest.parity["fp32"]["max_abs_diff"] <= 1e-4
 
 
