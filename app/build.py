@@ -63,6 +63,7 @@ def build_index(
         model_fingerprint=encoder.manifest.fingerprint,
         model_variant=encoder.variant,
         embedding_dim=encoder.dim,
+        normalized=encoder.manifest.normalize,
         index_type=index_type,
         size=len(documents),
         languages=dict(sorted(Counter(d.lang for d in documents).items())),

@@ -11,11 +11,15 @@ def json_objects(path: Path, error: type[Exception], required_strings: Iterable[
     """Yield ``(where, record)`` for each non-blank line; raise ``error`` for invalid JSON, a non-object, or a
     required key that is not a non-empty string. ``where`` is "<path> line <n>" for the caller's own checks."""
     required = tuple(required_strings)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path} line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise error(f"{where}: not UTF-8 (byte {exc.start} of the line is {raw[exc.start]:#04x})") from exc
             if not line.strip():
                 continue
-            where = f"{path} line {number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:

@@ -60,11 +60,12 @@ class ModelManifest(BaseModel):
 class IndexManifest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    format_version: int = 1
+    format_version: int = Field(2, description="2: the folder holds SHA256SUMS of its files")
     model_name: str
     model_fingerprint: str
     model_variant: Variant
     embedding_dim: int
+    normalized: bool = Field(True, description="every stored vector is unit length (checked when loaded)")
     index_type: Literal["flat", "hnsw"] = "flat"
     size: int
     languages: dict[str, int] = Field(default_factory=dict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.manifest import ManifestError, ModelManifest, load_index_manifest
+from app.manifest import ManifestError, ModelManifest
 from app.settings import Settings
 from app.stores.base import Store, StoreHealth
 
@@ -23,7 +23,9 @@ def encoded_with(settings: Settings) -> str | None:
         finally:
             store.close()
         return identity.model_fingerprint if identity else None
-    return load_index_manifest(settings.index_dir).model_fingerprint
+    from app.stores.embedded.index import readable_manifest
+
+    return readable_manifest(settings.index_dir).model_fingerprint
 
 
 def check_store(settings: Settings, model: ModelManifest, model_dir: Path) -> str:
@@ -31,7 +33,9 @@ def check_store(settings: Settings, model: ModelManifest, model_dir: Path) -> st
     opened). Returns the variant the store was encoded with, when known."""
     if settings.store == "milvus":
         return ""
-    index = load_index_manifest(settings.index_dir)
+    from app.stores.embedded.index import readable_manifest
+
+    index = readable_manifest(settings.index_dir)
     if index.model_fingerprint != model.fingerprint:
         raise ManifestError(
             f"index {settings.index_dir} was built by model '{index.model_name}' "

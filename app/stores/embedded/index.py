@@ -25,11 +25,19 @@ from app.errors import GroupingError, ReadOnlyIndex
 from app.jsonl import json_objects
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
 from app.stores.base import filter_key, is_scalar, top_groups
+from app.stores.embedded.integrity import (
+    CHECKSUMMED_FORMAT,
+    ChecksumCheck,
+    SnapshotDamaged,
+    check_consistency,
+    write_checksums,
+)
 
 log = logging.getLogger(__name__)
 
 IndexType = Literal["flat", "hnsw"]
-VECTORS_FILE, DOCS_FILE = "index.faiss", "docs.jsonl"
+VECTORS_FILE, DOCS_FILE, MANIFEST_FILE = "index.faiss", "docs.jsonl", "manifest.json"
+SNAPSHOT_FILES = (VECTORS_FILE, DOCS_FILE, MANIFEST_FILE)
 
 
 def new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:
@@ -258,6 +266,7 @@ class SearchIndex:
         vectors, documents = self._rows()
         manifest = self.manifest.model_copy(
             update={
+                "format_version": max(self.manifest.format_version, CHECKSUMMED_FORMAT),
                 "size": len(documents),
                 "languages": dict(sorted(Counter(d.lang for d in documents).items())),
                 "wal_seq": self.manifest.wal_seq if wal_seq is None else wal_seq,
@@ -267,39 +276,70 @@ class SearchIndex:
 
     @classmethod
     def load(cls, index_dir: Path) -> SearchIndex:
+        """Load a version folder, verifying its checksums and that its files agree (``SnapshotDamaged`` if not)."""
         folder = Path(index_dir).resolve()  # resolve once: every file comes from the same version
         manifest = load_index_manifest(folder)
         for name in (VECTORS_FILE, DOCS_FILE):
             if not (folder / name).is_file():
                 raise ManifestError(f"index folder {index_dir} is missing {name}")
+        checksums = ChecksumCheck(folder, SNAPSHOT_FILES, manifest.format_version)  # hashes while we read
         try:
             vectors = faiss.read_index(str(folder / VECTORS_FILE))
         except RuntimeError as exc:
-            raise ManifestError(f"{folder / VECTORS_FILE} is damaged: {str(exc).splitlines()[0]}") from exc
-        documents = [
-            Document(row["id"], row["text"], row["lang"], row.get("metadata", {}))
-            for _, row in json_objects(folder / DOCS_FILE, ManifestError, ("id", "text", "lang"))
-        ]
-        return cls(vectors, documents, manifest)  # which checks that vectors and documents agree
+            checksums.result()  # a checksum mismatch says more than FAISS's parse error
+            raise SnapshotDamaged(f"{folder / VECTORS_FILE} is damaged: {str(exc).splitlines()[0]}") from exc
+        try:
+            documents = [
+                Document(row["id"], row["text"], row["lang"], row.get("metadata", {}))
+                for _, row in json_objects(folder / DOCS_FILE, ManifestError, ("id", "text", "lang"))
+            ]
+        except ManifestError:
+            checksums.result()
+            raise
+        checksums.result()
+        check_consistency(folder, stored_vectors(vectors), len(documents), manifest)
+        return cls(vectors, documents, manifest)
 
 
-def write_version(index_dir: Path, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest) -> Path:
-    """A complete, fsynced version folder beside ``index_dir``, then the link swap; a failure leaves no folder."""
+def stored_vectors(index: faiss.Index) -> np.ndarray:
+    """The raw vectors of a flat or HNSW-flat index as a read-only view (no copy)."""
+    flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
+    if not isinstance(flat, faiss.IndexFlat):
+        return flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.empty((0, flat.d), np.float32)
+    view = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d) if flat.ntotal else np.empty(0, np.float32)
+    return view.reshape(flat.ntotal, flat.d)
+
+
+def write_snapshot_files(
+    folder: Path, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest
+) -> None:
+    """Vectors, documents, manifest and their checksums into an existing empty ``folder``, all fsynced."""
+    faiss.write_index(vectors, str(folder / VECTORS_FILE))
+    with open(folder / DOCS_FILE, "w", encoding="utf-8") as handle:
+        for d in documents:
+            row = {"id": d.id, "text": d.text, "lang": d.lang, "metadata": d.metadata}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_json_atomic(folder / MANIFEST_FILE, manifest)
+    for name in SNAPSHOT_FILES:
+        fsync_path(folder / name)
+    write_checksums(folder, list(SNAPSHOT_FILES))  # last: a folder with checksums is complete
+
+
+def new_version_folder(index_dir: Path) -> Path:
+    """An empty version folder beside ``index_dir``, named by the time (newest sorts last)."""
     index_dir = Path(index_dir)
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     version = index_dir.parent / f".{index_dir.name}.{stamp}"
     version.mkdir()
+    return version
+
+
+def write_version(index_dir: Path, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest) -> Path:
+    """A complete, fsynced version folder beside ``index_dir``, then the link swap; a failure leaves no folder."""
+    version = new_version_folder(index_dir)
     try:
-        faiss.write_index(vectors, str(version / VECTORS_FILE))
-        with open(version / DOCS_FILE, "w", encoding="utf-8") as handle:
-            for d in documents:
-                row = {"id": d.id, "text": d.text, "lang": d.lang, "metadata": d.metadata}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        write_json_atomic(version / "manifest.json", manifest)
-        for name in (VECTORS_FILE, DOCS_FILE, "manifest.json"):
-            fsync_path(version / name)
-        fsync_path(version)
+        write_snapshot_files(version, vectors, documents, manifest)
     except BaseException:
         shutil.rmtree(version, ignore_errors=True)  # a half-written version would only use up the disk
         raise
@@ -310,6 +350,20 @@ def write_version(index_dir: Path, vectors: faiss.Index, documents: list[Documen
             shutil.rmtree(version, ignore_errors=True)
         raise
     return version
+
+
+def readable_manifest(index_dir: Path) -> IndexManifest:
+    """The manifest of the version the index would serve: the newest, or the newest older one whose manifest reads
+    (loading verifies the rest; this answers "which model encoded it" before the index is loaded)."""
+    try:
+        return load_index_manifest(index_dir)
+    except ManifestError:
+        for version in version_folders(index_dir):
+            try:
+                return load_index_manifest(version)
+            except ManifestError:
+                continue
+        raise
 
 
 def version_folders(index_dir: Path) -> list[Path]:
