@@ -5,6 +5,9 @@ polyglot-search index --corpus data/samples --out indexes/samples            # o
 polyglot-search index --corpus data/demo/corpus.jsonl --out indexes/demo
 polyglot-search index --corpus data/demo/corpus.jsonl --store milvus         # into SEARCH_MILVUS_URI, resumable
 polyglot-search copy --from indexes/demo                                     # an embedded index into Milvus
+polyglot-search backup --server http://127.0.0.1:8000 --out demo.tar         # a live server's index
+polyglot-search restore demo.tar --index-dir indexes/demo --replace          # the server stopped
+polyglot-search verify indexes/demo                                          # or: verify demo.tar
 polyglot-search serve
 """
 
@@ -13,7 +16,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -35,6 +41,7 @@ from app.stores.embedded.collection import wal_path
 from app.stores.embedded.wal import WriteAheadLog
 
 if TYPE_CHECKING:
+    from app.stores.embedded.index import SearchIndex
     from app.stores.milvus import MilvusStore
 
 CHOICE_SAMPLE = 2000  # passages whose languages choose the model of a corpus streamed into Milvus
@@ -262,6 +269,111 @@ def _claim_write_log(index_dir: Path, discard_writes: bool) -> WriteAheadLog | N
     return log
 
 
+def backup_command(args: argparse.Namespace, settings: Settings) -> None:
+    """A live server's index over HTTP (POST /backup), or a stopped one's from its folder; verified, then kept."""
+    from app.stores.embedded.backup import write_archive
+
+    out: Path = args.out
+    if args.index_dir is not None:
+        from app.stores.embedded.collection import Collection
+
+        try:
+            source = Collection(args.index_dir, snapshot_every=10**9)  # replays its log; refuses a served index
+        except OSError as exc:
+            raise ManifestError(f"{exc}: back a served index up with --server") from exc
+        try:
+            folder, _ = source.backup()
+        finally:
+            source.stop_snapshots()
+            if source.wal is not None:
+                source.wal.close()
+        try:
+            write_archive(folder, out)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    else:
+        _download_backup(args.server.rstrip("/"), args.key or next(iter(settings.write_api_keys), None), out)
+    index = _verified_archive(out)
+    print(
+        f"backed up {index.size} passages in {len(index.languages)} languages (model {index.manifest.model_name}, "
+        f"log sequence {index.manifest.wal_seq}) -> {out} ({out.stat().st_size / 2**20:.1f} MiB, verified)"
+    )
+
+
+def _download_backup(server: str, key: str | None, out: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{server}/backup", method="POST", headers={"Authorization": f"Bearer {key}"})
+    part = out.with_name(out.name + ".part")
+    try:
+        with urllib.request.urlopen(request, timeout=600) as answer, open(part, "wb") as handle:
+            total = int(answer.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc="backup") as bar:
+                while block := answer.read(1 << 20):
+                    handle.write(block)
+                    bar.update(len(block))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except urllib.error.HTTPError as exc:
+        part.unlink(missing_ok=True)
+        detail = exc.read().decode("utf-8", "replace")
+        raise ManifestError(f"{server}/backup answered {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        part.unlink(missing_ok=True)
+        raise ManifestError(f"could not take a backup from {server}: {exc}") from exc
+    os.replace(part, out)
+
+
+def _verified_archive(archive: Path) -> SearchIndex:
+    from app.stores.embedded.backup import verify_archive
+
+    with tempfile.TemporaryDirectory(dir=archive.parent, prefix=f".{archive.name}.verify-") as scratch:
+        return verify_archive(archive, Path(scratch))
+
+
+def restore_command(args: argparse.Namespace, settings: Settings) -> None:
+    """The archive verified, its model checked against the server's, then made the index (the old one moved aside)."""
+    from app.manifest import load_model_manifest
+    from app.stores.embedded.backup import restore_archive
+
+    model_dirs = [args.model_dir] if args.model_dir else [settings.model_dir, settings.one_language_model_dir]
+    fingerprints = {}
+    for model_dir in model_dirs:
+        if model_dir is not None and (model_dir / "manifest.json").is_file():
+            manifest = load_model_manifest(model_dir)
+            fingerprints[manifest.fingerprint] = manifest.name
+    if not fingerprints:
+        raise ManifestError(f"no exported model in {', '.join(map(str, model_dirs))}: pass --model-dir")
+    index_dir = args.index_dir or settings.index_dir
+    try:
+        manifest = restore_archive(args.archive, index_dir, fingerprints, args.replace)
+    except OSError as exc:
+        raise ManifestError(f"{exc}; stop the server that writes to {index_dir} before restoring") from exc
+    print(
+        f"restored {manifest.size} passages (model {manifest.model_name}, log sequence {manifest.wal_seq}) "
+        f"-> {index_dir}"
+    )
+
+
+def verify_command(args: argparse.Namespace, settings: Settings) -> None:
+    """An index folder (its served snapshot and its log) or a backup archive, checked offline."""
+    from app.stores.embedded.backup import verify_index_folder
+
+    path: Path = args.path
+    if path.is_file():
+        index, pending = _verified_archive(path), 0
+    else:
+        index, pending = verify_index_folder(path)
+    manifest = index.manifest
+    print(
+        f"ok: {path} holds {index.size} passages in {len(index.languages)} languages, encoded by "
+        f"{manifest.model_name} ({manifest.model_fingerprint[:12]}), at log sequence {manifest.wal_seq}"
+        + (f", with {pending} logged writes to replay" if pending else "")
+        + "; checksums and vectors verified"
+    )
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
@@ -277,6 +389,15 @@ def serve(settings: Settings) -> None:
         log_config=log_config(settings.log_format, settings.log_level),
         http=bounded_http_protocol(settings),
     )
+
+
+COMMANDS = {
+    "index": index_command,
+    "copy": copy_command,
+    "backup": backup_command,
+    "restore": restore_command,
+    "verify": verify_command,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -337,16 +458,33 @@ def main(argv: list[str] | None = None) -> None:
     for command in (index, copy):
         command.add_argument("--milvus-uri", help="Milvus Lite file or http://host:19530 (default: SEARCH_MILVUS_URI)")
         command.add_argument("--collection", help="Milvus collection (default: SEARCH_MILVUS_COLLECTION)")
+    backup = commands.add_parser("backup", help="a verified archive of an index: a live server's or a stopped one's")
+    source = backup.add_mutually_exclusive_group(required=True)
+    source.add_argument("--server", help="a running server's URL (POST /backup with a write key)")
+    source.add_argument("--index-dir", type=Path, help="an index folder no server is writing to")
+    backup.add_argument("--key", help="a write key of the server (default: the first of SEARCH_WRITE_API_KEYS)")
+    backup.add_argument("--out", type=Path, required=True, help="the archive to write (.tar)")
+    restore = commands.add_parser("restore", help="make a verified backup archive the index (server stopped)")
+    restore.add_argument("archive", type=Path)
+    restore.add_argument("--index-dir", type=Path, help="the index folder to restore (default: SEARCH_INDEX_DIR)")
+    restore.add_argument(
+        "--model-dir",
+        type=Path,
+        help="the model the index will be served with (default: SEARCH_MODEL_DIR or SEARCH_ONE_LANGUAGE_MODEL_DIR)",
+    )
+    restore.add_argument(
+        "--replace", action="store_true", help="replace an existing index (moved to <name>.before-restore-<time>)"
+    )
+    verify = commands.add_parser("verify", help="check an index folder or a backup archive offline")
+    verify.add_argument("path", type=Path)
     commands.add_parser("serve", help="serve the API (settings from SEARCH_* environment variables)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("app").setLevel(logging.INFO)
     settings = Settings()
     try:
-        if args.command == "index":
-            index_command(args, settings)
-        elif args.command == "copy":
-            copy_command(args, settings)
+        if args.command in COMMANDS:
+            COMMANDS[args.command](args, settings)
         else:
             serve(settings)
     except (ManifestError, CorpusError, FileNotFoundError, ServiceError) as exc:

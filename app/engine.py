@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import faiss
 
@@ -20,6 +21,7 @@ from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, ServiceError
 from app.ingest.passages import PassageMaker, passage_maker
 from app.ingest.sources import SourceDocument
+from app.manifest import IndexManifest
 from app.metrics import Metrics
 from app.model_choice import ModelChoice, model_for_store
 from app.settings import Settings
@@ -251,6 +253,10 @@ class SearchEngine:
 
     def size(self) -> int:
         return self._parts()[1].size
+
+    def backup(self) -> tuple[Path, IndexManifest]:
+        """Everything acknowledged so far in a new folder (see ``Store.backup``); blocking: call it off the loop."""
+        return self._parts()[1].backup()
 
     def get(self, doc_id: str) -> Document | None:
         _, store, _ = self._parts()

@@ -45,6 +45,12 @@ class ReadOnlyIndex(ServiceError, RuntimeError):
     status = 409
 
 
+class NotOnThisStore(ServiceError, RuntimeError):
+    """The configured store does not do this (e.g. a backup of Milvus, which has its own tools)."""
+
+    status = 409
+
+
 class NotReady(ServiceError, RuntimeError):
     """Model or index still loading (or failed to load)."""
 
@@ -100,7 +106,8 @@ STATUS_MEANING = {
     403: "the API key is wrong, or may not do this",
     404: "no such item",
     408: "the request head or body did not arrive in time",
-    409: "this index takes no writes (read-only volume, HNSW, or a plain folder), with the reason",
+    409: "this index takes no writes (read-only volume, HNSW, or a plain folder), or its store does not do this, "
+    "with the reason",
     413: "the body is over SEARCH_MAX_BODY_BYTES, or the request would encode more than SEARCH_MAX_REQUEST_TOKENS",
     415: "the Content-Type is not a file type this service reads",
     422: "the request is invalid (the message says why)",

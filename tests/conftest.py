@@ -44,6 +44,18 @@ def tiny_model(tiny_hf_model: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another tiny model (other weights, so another fingerprint)."""
+    from training.export import GateSample, export_model
+
+    folder = build_tiny_hf_model(tmp_path_factory.mktemp("second") / "tiny-one-language", seed=1)
+    passages = [r["text"] for r in demo_records()][::20]
+    sample = GateSample([p[:80] for p in passages[:20]], passages)
+    export_model(folder, query_prefix="", passage_prefix="", max_length=TINY_MAX_LENGTH, sample=sample, int8=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 parallel paragraphs in all 11 demo languages (220 passages)."""
     import json

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.api import documents, embeddings, page, search, system
+from app.api import backup, documents, embeddings, page, search, system
 
 router = APIRouter()
-for module in (page, system, search, embeddings, documents):
+for module in (page, system, search, embeddings, documents, backup):
     router.include_router(module.router)

@@ -12,10 +12,13 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from app.corpus import Document, Group, Hit
+from app.errors import NotOnThisStore
+from app.manifest import IndexManifest
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,13 @@ class Store(ABC):
 
     @abstractmethod
     def health(self) -> StoreHealth: ...
+
+    def backup(self) -> tuple[Path, IndexManifest]:
+        """Everything acknowledged so far as a checksummed snapshot in a new folder (the caller removes it)."""
+        raise NotOnThisStore(
+            f"{type(self).__name__} is not backed up through this service: use its own tools (docs/OPERATIONS.md, "
+            "Backups)"
+        )
 
     @abstractmethod
     def close(self) -> None: ...

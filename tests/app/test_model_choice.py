@@ -13,20 +13,8 @@ from app.cli import main
 from app.manifest import ManifestError, load_index_manifest, load_model_manifest
 from app.model_choice import choose_for_corpus, dominant_language, model_for_store
 from app.settings import Settings
-from tests.conftest import TINY_MAX_LENGTH, start_server, stop_server
-from tests.tiny import build_tiny_hf_model, demo_records
-
-
-@pytest.fixture(scope="module")
-def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Another tiny model (other weights, so another fingerprint): the one-language model of these tests."""
-    from training.export import GateSample, export_model
-
-    folder = build_tiny_hf_model(tmp_path_factory.mktemp("second") / "tiny-one-language", seed=1)
-    passages = [r["text"] for r in demo_records()][::20]
-    sample = GateSample([p[:80] for p in passages[:20]], passages)
-    export_model(folder, query_prefix="", passage_prefix="", max_length=TINY_MAX_LENGTH, sample=sample, int8=False)
-    return folder
+from tests.conftest import start_server, stop_server
+from tests.tiny import demo_records
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,9 +25,17 @@ import numpy as np
 
 from app.corpus import Document, Group, Hit
 from app.errors import ReadOnlyIndex, StorageFull
-from app.manifest import ManifestError
+from app.manifest import IndexManifest, ManifestError
 from app.stores.base import Store, StoreHealth
-from app.stores.embedded.index import HNSW_READ_ONLY, SearchIndex, point_link, version_folders, write_version
+from app.stores.embedded.backup import backup_folder, discard_backup_folders
+from app.stores.embedded.index import (
+    HNSW_READ_ONLY,
+    SearchIndex,
+    point_link,
+    version_folders,
+    write_snapshot_files,
+    write_version,
+)
 from app.stores.embedded.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_log
 
 log = logging.getLogger(__name__)
@@ -57,6 +66,7 @@ class Collection(Store):
         self.snapshot_every = snapshot_every
         self.recovered_from: str | None = None  # set when the newest snapshot was damaged (see /ready)
         self.index = self._load()
+        discard_backup_folders(self.index_dir)  # what a crash during a backup left
         self._lock = threading.Lock()
         self._snapshot_mutex = threading.Lock()  # one snapshot at a time: the background thread or close()
         self._writes_since_snapshot = 0
@@ -279,6 +289,22 @@ class Collection(Store):
             self.snapshot_error = None
             seconds = time.perf_counter() - started
             log.info("snapshot at log record %d (%d documents) in %.2f s", seq, len(documents), seconds)
+
+    def backup(self) -> tuple[Path, IndexManifest]:
+        """Everything acknowledged so far, checksummed, at the log's last sequence, in a new folder beside the index
+        (the caller removes it): like a snapshot, the lock is held only to copy the rows, and the index's own
+        versions and log are not touched."""
+        with self._lock:
+            seq = self.wal.last_seq if self.wal is not None else self.index.manifest.wal_seq
+            vectors, documents, manifest = self.index.snapshot_copy(wal_seq=seq)
+        folder = backup_folder(self.index_dir)
+        try:
+            with _storage_errors():
+                write_snapshot_files(folder, vectors, documents, manifest)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return folder, manifest
 
     def stop_snapshots(self) -> None:
         """Stop the background snapshot thread (waits for a snapshot in progress)."""
