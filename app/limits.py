@@ -3,6 +3,7 @@
 Head: ``bounded_http_protocol`` (431 over the size or field-count limit, 408 when it does not arrive in time).
 Body size: a declared ``Content-Length`` over the limit is refused at once (413); a chunked body is counted as it
 arrives and refused as soon as it passes the limit, so no request can make the server buffer more than the limit.
+Body time: 408 when the body stalls between reads, or is not complete by a deadline (a slow drip).
 Encoding: a JSON body that is not UTF-8 gets a 400 naming the first bad byte (the framework's own answer would only
 say that the body could not be parsed).
 """
@@ -22,10 +23,11 @@ if TYPE_CHECKING:
 
 
 class RequestBodyChecks:
-    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 30.0) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 30.0, deadline_s: float = 60.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.read_timeout_s = read_timeout_s
+        self.read_timeout_s = read_timeout_s  # between two reads
+        self.deadline_s = deadline_s  # for the whole body: a client that drips a byte a second does not stall
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,12 +40,20 @@ class RequestBodyChecks:
             return
         chunks: list[bytes] = []
         total = 0
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
         while True:
-            try:  # a client that stops sending holds a connection and a buffer: not for ever
-                async with asyncio.timeout(self.read_timeout_s):
+            left = deadline - asyncio.get_running_loop().time()
+            try:  # a client that stops sending, or sends slowly, holds a connection and a buffer: not for ever
+                async with asyncio.timeout(min(self.read_timeout_s, left)):
                     message = await receive()
             except TimeoutError:
-                detail = f"request body stalled for {self.read_timeout_s:g} s after {total} bytes"
+                if left <= self.read_timeout_s:
+                    detail = (
+                        f"request body not complete {self.deadline_s:g} s after the request began "
+                        f"({total} bytes received; SEARCH_BODY_DEADLINE_S)"
+                    )
+                else:
+                    detail = f"request body stalled for {self.read_timeout_s:g} s after {total} bytes"
                 await self._answer(send, 408, detail, path)
                 return
             if message["type"] == "http.disconnect":

@@ -61,7 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.metrics = metrics
     app.include_router(router)
-    app.add_middleware(RequestBodyChecks, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_timeout_s)
+    app.add_middleware(
+        RequestBodyChecks,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.body_timeout_s,
+        deadline_s=settings.body_deadline_s,
+    )
     app.add_middleware(RecordMetrics, metrics=metrics)
     if settings.cors_origins:  # off by default: only origins the operator names may call from a browser
         app.add_middleware(

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         10.0, gt=0, description="a request line + headers not complete this long after they start get 408"
     )
     body_timeout_s: float = Field(30.0, gt=0, description="a request body that stalls this long between reads gets 408")
+    body_deadline_s: float = Field(
+        60.0, gt=0, description="a request body not complete this long after the request began gets 408"
+    )
     request_timeout_s: float = Field(30.0, gt=0, description="a request still waiting after this gets 504")
     batch_max_texts: int = Field(32, ge=1, description="dynamic batching: most texts in one model call")
     batch_max_tokens: int = Field(8192, ge=64, description="dynamic batching: most padded tokens in one model call")

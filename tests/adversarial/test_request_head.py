@@ -19,6 +19,7 @@ LIMITS = {
     "SEARCH_MAX_HEADERS": "20",
     "SEARCH_HEADER_TIMEOUT_S": "1",
     "SEARCH_BODY_TIMEOUT_S": "1",
+    "SEARCH_BODY_DEADLINE_S": "2",
 }
 
 
@@ -102,6 +103,27 @@ def test_a_stalled_body_gets_408(server: tuple[str, int]) -> None:
     sock.sendall(head + b'{"query": ')
     reply = answer(sock)
     assert b" 408 " in reply.split(b"\r\n")[0] and b"request body stalled" in reply, reply[:300]
+
+
+def test_a_body_dripped_slowly_is_cut_at_the_deadline(server: tuple[str, int]) -> None:
+    """One byte every 0.3 s never stalls for the 1 s read timeout; the 2 s deadline for the whole body cuts it."""
+    sock = connect(server[0])
+    head = b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    sock.sendall(head)
+    started = time.perf_counter()
+    sock.settimeout(0.3)
+    reply = b""
+    while not reply and time.perf_counter() - started < 10:
+        try:
+            sock.sendall(b" ")
+            reply = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    elapsed = time.perf_counter() - started
+    assert b" 408 " in reply.split(b"\r\n")[0] and b"not complete 2 s after" in reply, reply[:300]
+    assert 1.8 < elapsed < 4
 
 
 def test_normal_requests_still_work(server: tuple[str, int]) -> None:
