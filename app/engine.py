@@ -18,7 +18,7 @@ import faiss
 from app.batcher import BatchStats, EncodeBatcher, Encoded
 from app.corpus import Document, Group, Hit, metadata_problem
 from app.encoder import OnnxEncoder, TextKind, choose_variant
-from app.errors import InvalidRequest, NotReady, ServiceError
+from app.errors import InvalidRequest, NotReady, RequestTooLarge, ServiceError
 from app.ingest.passages import PassageMaker, passage_maker
 from app.ingest.sources import SourceDocument
 from app.manifest import IndexManifest
@@ -205,7 +205,7 @@ class SearchEngine:
     def document_passages(self, documents: list[SourceDocument], split: bool = True) -> list[Document]:
         """Documents to be written: count, text and metadata checks, then their passages (split above the passage
         size unless ``split`` is false; languages detected where missing). CPU work: call it off the event loop."""
-        self._parts()  # NotReady while loading
+        encoder = self._parts()[0]  # NotReady while loading
         limits = self.settings
         check_count(documents, limits.max_documents_per_request, "documents", "request")
         self._check_texts([d.text for d in documents], limits.max_document_chars, "document")
@@ -220,7 +220,22 @@ class SearchEngine:
                 )
         maker = self._passage_maker
         assert maker is not None  # made in load(), with the encoder
-        return [p for d in documents for p in (maker.passages(d) if split else [maker.whole(d)])]
+        passages: list[Document] = []
+        total = 0
+        for i, document in enumerate(documents):
+            # Counted document by document, so a request certainly over the budget is refused after tokenising
+            # about the budget, here in the request's thread, not all of it in the batcher's (which other requests
+            # wait for). A document's count bounds its passages' total from below.
+            tokens = maker.splitter.count([document.text])[0]
+            total += tokens if split else min(tokens, encoder.manifest.max_length)
+            if total > limits.max_request_tokens:
+                raise RequestTooLarge(
+                    f"these documents hold at least {total} tokens (counted up to document {i} of "
+                    f"{len(documents)}); one request may encode at most {limits.max_request_tokens} "
+                    "(SEARCH_MAX_REQUEST_TOKENS): send them in smaller requests"
+                )
+            passages += maker.passages(document, tokens) if split else [maker.whole(document)]
+        return passages
 
     def embed_passages(self, passages: list[Document], truncate: bool = False) -> Future:
         """The future of the passages' embeddings (an over-long one is refused unless ``truncate``)."""

@@ -47,9 +47,10 @@ class PassageMaker:
             self._detector = language_detector()
         return self._detector
 
-    def passages(self, document: SourceDocument) -> list[Document]:
+    def passages(self, document: SourceDocument, tokens: int | None = None) -> list[Document]:
+        """``tokens``: the document's token count (``splitter.count``), when the caller has it already."""
         doc_id = safe_id(document.id)
-        pieces = self.splitter.split(document.text)
+        pieces = self.splitter.split(document.text, tokens)
         base = _titled(document)
         if len(pieces) == 1:
             return [self._with_language(doc_id, pieces[0].text, document.lang, base)]

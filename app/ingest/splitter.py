@@ -74,12 +74,13 @@ class PassageSplitter:
         """Tokens the model reads for each text as a passage (prefix and special tokens included)."""
         return [len(e.ids) for e in self.tokenizer.encode_batch([model_input(self.prefix, t) for t in texts])]
 
-    def split(self, text: str) -> list[Passage]:
-        """The passages of ``text``, in order; a text within the limit is one passage (whitespace trimmed)."""
+    def split(self, text: str, tokens: int | None = None) -> list[Passage]:
+        """The passages of ``text``, in order; a text within the limit is one passage (whitespace trimmed).
+        ``tokens``: the text's ``count``, when the caller has it already."""
         whole = _trim(text, 0, len(text))
         if whole is None:
             return []
-        if self.count([text])[0] <= self.max_tokens:
+        if (self.count([text])[0] if tokens is None else tokens) <= self.max_tokens:
             return [Passage(text[whole[0] : whole[1]], *whole)]
         spans = self._pack(text, self.max_tokens - self.reserved)
         passages = []
