@@ -122,9 +122,14 @@ def test_corrupt_store_is_detected(tiny_index: Path, tmp_path: Path) -> None:
     shutil.copytree(tiny_index.resolve(), copy)
     lines = (copy / "docs.jsonl").read_text(encoding="utf-8").splitlines()
     (copy / "docs.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="docs.jsonl does not match its checksum"):
+        SearchIndex.load(copy)
+    (copy / "SHA256SUMS").unlink()  # as a folder written before checksums: the files must still agree
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
     with pytest.raises(ManifestError, match="220 vectors but 219 documents"):
         SearchIndex.load(copy)
-    assert json.loads((copy / "manifest.json").read_text())["size"] == 220
+    assert manifest["size"] == 220
 
 
 def test_build_counts_truncated_passages(tiny_model: Path) -> None:
