@@ -100,7 +100,7 @@ clean-artifacts:
 	rm -rf $(BASE_MODEL) $(DEFAULT_MODEL) indexes
 
 # The Docker round trip: engine + Compose + local base image (docker/test-setup.sh), then the docker tests.
-test-docker: install models index
+test-docker: install
 	bash docker/test-setup.sh
 	$(BIN)/python -m pytest -m docker -s $(PYTEST_ARGS); status=$$?; bash docker/test-teardown.sh; exit $$status
 

@@ -67,7 +67,18 @@ def test_compose_file() -> None:
     services = compose["services"]
     api = services["api"]
     assert api["build"]["dockerfile"] == "docker/Dockerfile" and "profiles" not in api
-    assert {"./models:/models:ro", "./indexes:/indexes:ro"} <= set(api["volumes"])
+    # named volumes filled by the one-shot setup service: nothing needs building on the host; the index is writable
+    assert api["volumes"] == [
+        "${MODELS_VOLUME:-models}:/models:ro",
+        "${INDEXES_VOLUME:-indexes}:/indexes:${INDEX_MODE:-rw}",
+    ]
+    assert {"models", "indexes"} <= set(compose["volumes"])
+    setup = services["setup"]
+    assert "profiles" not in setup and setup["build"]["dockerfile"] == "docker/Dockerfile.train"
+    assert setup["entrypoint"] == ["bash", "docker/setup.sh"] and setup["restart"] == "no"
+    assert setup["volumes"] == ["${MODELS_VOLUME:-models}:/models", "${INDEXES_VOLUME:-indexes}:/indexes"]
+    for name in ("api", "api-gpu", "milvus-init"):
+        assert services[name]["depends_on"]["setup"] == {"condition": "service_completed_successfully"}, name
     assert api["restart"] == "unless-stopped" and "/ready" in " ".join(api["healthcheck"]["test"])
     assert set(api["environment"]) >= {"SEARCH_MODEL_DIR", "SEARCH_INDEX_DIR", "SEARCH_RUNTIME"}
     gpu = services["api-gpu"]
