@@ -277,10 +277,11 @@ def backup_command(args: argparse.Namespace, settings: Settings) -> None:
     if args.index_dir is not None:
         from app.stores.embedded.collection import Collection
 
-        try:
-            source = Collection(args.index_dir, snapshot_every=10**9)  # replays its log; refuses a served index
+        try:  # a served index's log is locked, and its segments move while it is read
+            WriteAheadLog(wal_path(args.index_dir)).close()
         except OSError as exc:
             raise ManifestError(f"{exc}: back a served index up with --server") from exc
+        source = Collection(args.index_dir, snapshot_every=10**9)  # replays its log
         try:
             folder, _ = source.backup()
         finally:

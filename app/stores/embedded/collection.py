@@ -66,7 +66,6 @@ class Collection(Store):
         self.snapshot_every = snapshot_every
         self.recovered_from: str | None = None  # set when the newest snapshot was damaged (see /ready)
         self.index = self._load()
-        discard_backup_folders(self.index_dir)  # what a crash during a backup left
         self._lock = threading.Lock()
         self._snapshot_mutex = threading.Lock()  # one snapshot at a time: the background thread or close()
         self._writes_since_snapshot = 0
@@ -90,6 +89,7 @@ class Collection(Store):
             try:
                 self.wal = WriteAheadLog(path)
                 self.wal.last_seq = max(self.wal.last_seq, self.index.manifest.wal_seq)
+                discard_backup_folders(self.index_dir)  # a crash's leftovers: only the writing process has any
             except OSError as exc:  # e.g. a read-only volume: searching still works
                 self.read_only_reason = f"cannot open the write-ahead log {path}: {exc.strerror or exc.args[0]}"
                 log.warning("documents API disabled: %s", self.read_only_reason)
