@@ -58,4 +58,9 @@ certs_dir="$(cd "$(dirname "$0")" && pwd)/certs"
 for cert in /usr/local/share/ca-certificates/*.crt; do
   [ -f "$cert" ] && cp -f "$cert" "$certs_dir/"
 done
+# A CPU torch wheel of this machine for the training image (docker/wheels/README.md): no multi-GB CUDA download
+wheels_dir="$(cd "$(dirname "$0")" && pwd)/wheels"
+for wheel in "${LOCAL_WHEELS:-/opt/wheels}"/torch-*+cpu-*.whl; do
+  [ -f "$wheel" ] && [ ! -f "$wheels_dir/$(basename "$wheel")" ] && cp "$wheel" "$wheels_dir/"
+done
 log "ready: $(docker --version); $(docker compose version); base image $BASE_IMAGE"
