@@ -37,8 +37,7 @@ from app.ingest.sources import Columns, CorpusError, ImportReport, describe
 from app.manifest import ManifestError, load_index_manifest
 from app.model_choice import ModelChoice, choose_for_corpus, given_model, model_for_store
 from app.settings import Settings
-from app.stores.embedded.collection import wal_path
-from app.stores.embedded.wal import WriteAheadLog
+from app.stores.embedded.wal import WriteAheadLog, wal_path
 
 if TYPE_CHECKING:
     from app.stores.embedded.index import SearchIndex

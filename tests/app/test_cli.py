@@ -11,8 +11,9 @@ from app.corpus import Document
 from app.encoder import OnnxEncoder
 from app.ingest.passages import PassageMaker, read_passages
 from app.ingest.splitter import PassageSplitter
-from app.stores.embedded.collection import Collection, wal_path
+from app.stores.embedded.collection import Collection
 from app.stores.embedded.index import SearchIndex
+from app.stores.embedded.wal import wal_path
 
 
 def passages_of(corpus: Path, encoder: OnnxEncoder) -> list[Document]:

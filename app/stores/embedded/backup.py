@@ -29,7 +29,7 @@ from app.stores.embedded.index import (
     version_folders,
 )
 from app.stores.embedded.integrity import CHECKSUMS_FILE, SnapshotDamaged
-from app.stores.embedded.wal import WriteAheadLog, read_log
+from app.stores.embedded.wal import WriteAheadLog, closed_segments, read_log, wal_path
 
 # small files first, so that a listing (tar -tvf) or a reader of the manifest stops early
 ARCHIVE_FILES = (MANIFEST_FILE, CHECKSUMS_FILE, DOCS_FILE, VECTORS_FILE)
@@ -129,7 +129,7 @@ def verify_index_folder(index_dir: Path) -> tuple[SearchIndex, int]:
     """Load the served version of an index folder (checksums and consistency) and read its write-ahead log: the
     loaded index and the number of logged writes a start-up would replay after it."""
     index = SearchIndex.load(index_dir)
-    wal = Path(index_dir).parent / f"{Path(index_dir).name}.wal"
+    wal = wal_path(index_dir)
     records = [r for r in read_log(wal) if r["seq"] > index.manifest.wal_seq]
     for expected, record in enumerate(records, start=index.manifest.wal_seq + 1):
         if record["seq"] != expected:
@@ -143,9 +143,11 @@ def restore_archive(archive: Path, index_dir: Path, fingerprints: dict[str, str]
     versions and log) is moved into ``<name>.before-restore-<stamp>/`` beside it, only when ``replace``. Refuses
     while a server writes to the index (its log is locked)."""
     index_dir = Path(index_dir)
-    wal = index_dir.parent / f"{index_dir.name}.wal"
-    lock = WriteAheadLog(wal)  # raises OSError while another process writes to this index
-    staging = new_version_folder(index_dir)
+    wal = wal_path(index_dir)
+    lock: WriteAheadLog | None = WriteAheadLog(wal)  # OSError while another process writes to this index
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    staging = index_dir.parent / f".{index_dir.name}.restoring-{stamp}"  # not a version until verified
+    staging.mkdir()
     try:
         manifest = verify_archive(archive, staging).manifest
         if manifest.model_fingerprint not in fingerprints:
@@ -155,39 +157,34 @@ def restore_archive(archive: Path, index_dir: Path, fingerprints: dict[str, str]
                 f"{manifest.model_fingerprint[:12]}); the server serves {served}. Restore it for a server of that "
                 "model (--model-dir), or re-encode the documents with `polyglot-search index`"
             )
-        present = index_dir.is_symlink() or index_dir.exists() or wal.stat().st_size or _segments(wal)
+        present = index_dir.is_symlink() or index_dir.exists() or wal.stat().st_size or closed_segments(wal)
         if present and not replace:
             raise ManifestError(f"{index_dir} holds an index; pass --replace to move it aside and restore over it")
-        lock.close()
+        assert lock is not None
+        lock.close()  # the log file moves aside with the index: a fresh one is opened after
         lock = None
         if present:
-            _move_aside(index_dir, wal, exclude=staging)
+            _move_aside(index_dir, wal)
         lock = WriteAheadLog(wal)
         lock.reset(last_seq=manifest.wal_seq)
         for name in os.listdir(staging):
             fsync_path(staging / name)
-        point_link(index_dir, staging)
+        version = new_version_folder(index_dir)
+        os.replace(staging, version)  # the empty new version folder is replaced by the verified one
+        point_link(index_dir, version)
         return manifest
-    except BaseException:
-        if not (index_dir.is_symlink() and index_dir.resolve() == staging.resolve()):
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
     finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone once renamed; a refused or damaged archive's files
         if lock is not None:
             lock.close()
 
 
-def _segments(wal: Path) -> list[Path]:
-    return [p for p in wal.parent.glob(f"{wal.name}.*") if p.name[len(wal.name) + 1 :].isdigit()]
-
-
-def _move_aside(index_dir: Path, wal: Path, exclude: Path) -> Path:
+def _move_aside(index_dir: Path, wal: Path) -> Path:
     """The index's link, version folders and log segments into one folder beside it (kept, not deleted)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     aside = index_dir.parent / f"{index_dir.name}.before-restore-{stamp}"
     aside.mkdir()
-    versions = [v for v in version_folders(index_dir) if v != exclude]
-    for path in [*versions, *_segments(wal), wal]:
+    for path in [*version_folders(index_dir), *(segment for _, segment in closed_segments(wal)), wal]:
         if path.exists():
             path.rename(aside / path.name)
     if index_dir.is_symlink():

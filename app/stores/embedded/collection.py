@@ -36,7 +36,7 @@ from app.stores.embedded.index import (
     write_snapshot_files,
     write_version,
 )
-from app.stores.embedded.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_log
+from app.stores.embedded.wal import WalError, WriteAheadLog, decode_vector, encode_vector, read_log, wal_path
 
 log = logging.getLogger(__name__)
 MAX_SNAPSHOT_BACKOFF_S = 300.0
@@ -52,10 +52,6 @@ def _storage_errors() -> Iterator[None]:
                 f"the index's disk is full; this write was not made ({exc.strerror or exc}): free space, then retry"
             ) from exc
         raise
-
-
-def wal_path(index_dir: Path) -> Path:
-    return Path(index_dir).parent / f"{Path(index_dir).name}.wal"
 
 
 class Collection(Store):

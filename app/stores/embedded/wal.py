@@ -100,6 +100,11 @@ def read_records(path: Path) -> tuple[list[dict], int]:
     return records, valid
 
 
+def wal_path(index_dir: Path) -> Path:
+    """The log of an index folder: ``<name>.wal`` beside it."""
+    return Path(index_dir).parent / f"{Path(index_dir).name}.wal"
+
+
 def closed_segments(path: Path) -> list[tuple[int, Path]]:
     """``(last seq, file)`` of the closed segments of the log at ``path``, oldest first."""
     found = []

@@ -15,9 +15,9 @@ from app.build import build_index
 from app.corpus import Document
 from app.encoder import OnnxEncoder
 from app.errors import ReadOnlyIndex
-from app.stores.embedded.collection import Collection, wal_path
+from app.stores.embedded.collection import Collection
 from app.stores.embedded.index import SearchIndex, version_folders
-from app.stores.embedded.wal import read_log, read_records
+from app.stores.embedded.wal import read_log, read_records, wal_path
 
 
 @pytest.fixture(scope="module")

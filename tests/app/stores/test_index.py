@@ -122,7 +122,7 @@ def test_corrupt_store_is_detected(tiny_index: Path, tmp_path: Path) -> None:
     shutil.copytree(tiny_index.resolve(), copy)
     lines = (copy / "docs.jsonl").read_text(encoding="utf-8").splitlines()
     (copy / "docs.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
-    with pytest.raises(ManifestError, match="docs.jsonl does not match its checksum"):
+    with pytest.raises(ManifestError, match=r"docs\.jsonl does not match its checksum"):
         SearchIndex.load(copy)
     (copy / "SHA256SUMS").unlink()  # as a folder written before checksums: the files must still agree
     manifest = json.loads((copy / "manifest.json").read_text())
