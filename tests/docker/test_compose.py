@@ -3,7 +3,8 @@ builds the models and the demo index into named volumes, the API becomes healthy
 that survives `down` / `up`, and indexes a user's folder through `docker compose run`.
 
 Needs a Docker engine with Compose v2 and a local debian:bookworm-slim image: `make test-docker` runs
-docker/test-setup.sh first. The first start builds the models and encodes the demo corpus in containers: about 12 minutes on 2 cores.
+docker/test-setup.sh first. The first start builds the models and encodes the demo corpus in containers: about 12
+minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -116,25 +116,6 @@ def test_a_failing_snapshot_never_fails_a_write(
     assert Collection(writable_index).size == collection.size
 
 
-def test_start_up_falls_back_to_the_previous_snapshot(encoder: OnnxEncoder, writable_index: Path) -> None:
-    collection = Collection(writable_index, snapshot_every=10**6)
-    documents, vectors = new_documents(encoder, 7)
-    for i in range(7):
-        collection.upsert(documents[i : i + 1], vectors[i : i + 1])
-        if i in (2, 5):
-            collection.snapshot()  # at log records 3 and 6
-    crash(collection)
-    newest = writable_index.resolve()
-    docs = newest / "docs.jsonl"
-    docs.write_bytes(docs.read_bytes()[:-40])  # a damaged newest snapshot (here: its documents cut short)
-    reopened = Collection(writable_index)
-    assert reopened.recovered_from and "docs.jsonl" in reopened.recovered_from
-    assert reopened.size == collection.size and all(reopened.get(d.id) == d for d in documents)
-    assert writable_index.resolve() != newest and not newest.exists()  # set aside, renamed
-    assert list(writable_index.parent.glob(f".{writable_index.name}.damaged-*"))
-    reopened.close()
-
-
 def test_a_plain_folder_index_serves_but_refuses_writes(encoder: OnnxEncoder, writable_index: Path) -> None:
     plain = writable_index.parent / "plain"
     shutil.copytree(writable_index.resolve(), plain)  # `cp -a` of the version folder instead of the link
