@@ -30,6 +30,14 @@ class Group:
     members: list[Hit]
 
 
+class Hits(list[Hit]):
+    """One query's passages, best first: what a search returns per query."""
+
+
+class Groups(list[Group]):
+    """One query's groups, best first: what a grouped search returns per query."""
+
+
 # Deeper metadata is refused at the door: pydantic's serialiser stops at 255 nested levels, so a document stored
 # deeper would make every response that carries it fail. Nobody filters or groups on anything nested anyway.
 MAX_METADATA_DEPTH = 32

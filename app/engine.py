@@ -16,7 +16,7 @@ from pathlib import Path
 import faiss
 
 from app.batcher import BatchStats, EncodeBatcher, Encoded
-from app.corpus import Document, Group, Hit, metadata_problem
+from app.corpus import Document, Groups, Hits, metadata_problem
 from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, RequestTooLarge, ServiceError
 from app.ingest.passages import PassageMaker, passage_maker
@@ -176,7 +176,7 @@ class SearchEngine:
         truncate: bool = False,
         group_by: str | None = None,
     ) -> Future:
-        """Future of one hit list per query; with ``group_by``, of one list of ``top_k`` groups per query."""
+        """Future of one ``Hits`` per query; with ``group_by``, of one ``Groups`` (``top_k`` groups) per query."""
         _, store, batcher = self._parts()
         limits = self.settings
         check_count(queries, limits.max_batch_queries, "queries")
@@ -192,10 +192,10 @@ class SearchEngine:
         if group_by is not None:
             store.check_group_field(group_by)  # 422 before any encoding
 
-        def find(encoded: Encoded) -> list[list[Hit]] | list[list[Group]]:
+        def find(encoded: Encoded) -> list[Hits] | list[Groups]:
             if group_by is not None:
-                return store.search_grouped(encoded.embeddings, top_k, group_by, wanted, filters)
-            return store.search(encoded.embeddings, top_k, wanted, filters)
+                return [Groups(g) for g in store.search_grouped(encoded.embeddings, top_k, group_by, wanted, filters)]
+            return [Hits(h) for h in store.search(encoded.embeddings, top_k, wanted, filters)]
 
         if self._store_calls is None:  # an in-process search takes ~1 ms: on the batcher's thread, no hop
             return batcher.submit(queries, "query", self.max_query_tokens(), truncate, then=find)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from functools import singledispatch
 
 from fastapi import APIRouter, Depends, Request
 
 from app.api.deps import get_engine, get_settings, require_read_key, wait_for
-from app.corpus import Group, Hit
+from app.corpus import Groups, Hit, Hits
 from app.errors import documented
 from app.schemas import (
     BatchSearchRequest,
@@ -36,11 +37,18 @@ def _result(hit: Hit, rank: int) -> SearchResult:
     )
 
 
-def _results(hits: list[Hit]) -> list[SearchResult]:
+@singledispatch
+def _answer(found: object, group_size: int) -> list[SearchResult] | list[GroupResult]:
+    raise TypeError(f"a search returned {type(found).__name__}")
+
+
+@_answer.register
+def _hit_results(hits: Hits, group_size: int) -> list[SearchResult]:
     return [_result(hit, rank) for rank, hit in enumerate(hits, start=1)]
 
 
-def _group_results(groups: list[Group], group_size: int) -> list[GroupResult]:
+@_answer.register
+def _group_results(groups: Groups, group_size: int) -> list[GroupResult]:
     return [
         GroupResult(
             **_result(group.members[0], rank).model_dump(),
@@ -55,18 +63,13 @@ def _group_results(groups: list[Group], group_size: int) -> list[GroupResult]:
     ]
 
 
-def _answer(found: list, body: SearchRequest | BatchSearchRequest) -> list[SearchResult] | list[GroupResult]:
-    """Hits, or groups when the request asked for ``group_by`` (what ``engine.search`` returned for it)."""
-    return _results(found) if body.group_by is None else _group_results(found, body.group_size)
-
-
 @router.post("/search", response_model=SearchResponse, summary="best passages for a query", responses=ERRORS)
 async def search(body: SearchRequest, request: Request) -> SearchResponse:
     engine, started = get_engine(request), time.perf_counter()
     future = engine.search([body.query], body.top_k, body.languages, body.filters, body.truncate, body.group_by)
     (found,) = await wait_for(future, get_settings(request))
     return SearchResponse(
-        results=_answer(found, body),
+        results=_answer(found, body.group_size),
         query=body.query,
         top_k=body.top_k,
         languages=body.languages,
@@ -83,7 +86,7 @@ async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearc
     found_lists = await wait_for(future, settings)
     return BatchSearchResponse(
         results=[
-            QueryResults(query=query, results=_answer(found, body))
+            QueryResults(query=query, results=_answer(found, body.group_size))
             for query, found in zip(body.queries, found_lists, strict=True)
         ],
         top_k=body.top_k,
