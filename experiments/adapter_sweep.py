@@ -56,100 +56,26 @@ SHARED = ROOT.parent / "shared" / "data"
 MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
 BLOCK_BYTES = 18  # Q4_0: fp16 scale + 16 bytes of nibbles per 32 weights
 
-# The centre recipe and one-factor changes around it (seed 42, dev articles). Chosen before any run.
-CENTRE = {
-    "lora_rank": 16,
-    "lora_alpha": 32,
-    "lr": 3e-4,
-    "batch_size": 64,
-    "alpha": 0.5,
-    "temperature": 0.05,
-    "max_steps": 600,
-    "hard_negatives": False,
-}
-FACTORS = {
-    "lr": [1e-4, 1e-3],
-    "lora_rank": [4, 64],
-    "batch_size": [32, 128],
-    "alpha": [0.25, 0.75],
-    "temperature": [0.02, 0.1],
-    "max_steps": [300, 1200],
-    "hard_negatives": [True],
-}
-# The full fine-tuning run of docs/RESULTS.md, for comparison.
-FULL_REFERENCE = {"lora_rank": 0, "lr": 5e-5, "batch_size": 32, "max_steps": 300, "eval_every": 50, "patience": 4}
-NOISE = 0.005  # a one-factor change must beat the centre by this much on dev multi mAP to be combined
-
-# Round 2 (``refine``): the shipped recipe (centre + hard negatives, chosen above) is the new centre. Candidates and
-# rule written before any run: seed 42 of each on dev; the two best by dev multi mAP with dev mono >= the base's
-# get seeds 1 and 2 if the best beats the shipped seed 42 by NOISE; the higher three-seed mean wins if it beats the
-# shipped three-seed mean by NOISE without losing more than NOISE of mean dev Hit@1 or Hit@10. Only the winner's
-# seeds then see the test articles. The shipped figures are round 1's (same code path: the negatives' draws for
-# hard_negative_language "passage" and one per pair are unchanged).
-SHIPPED = {**CENTRE, "hard_negatives": True}
-ROUND2 = {
-    "t02": {"temperature": 0.02},
-    "b128": {"batch_size": 128},
-    "b128-t02": {"batch_size": 128, "temperature": 0.02},
-    "b256-t02": {"batch_size": 256, "temperature": 0.02},
-    "hn3": {"hard_negatives_per_pair": 3},
-    "hn-query": {"hard_negative_language": "query"},
-    "hn3-any": {"hard_negatives_per_pair": 3, "hard_negative_language": "any"},
-    "b128-t02-hn-query": {"batch_size": 128, "temperature": 0.02, "hard_negative_language": "query"},
-}
-FIRST_HITS = ("multi_hit1", "multi_hit10")
-
-# Challengers (``challenge``, on the CPU): one change each to an earlier round's chosen recipe (rounds 3-5: round 2's,
-# round 6: round 5's). Rule written before any run: seed 2 first; seeds 42 and 1 only if it beats the reference's
-# seed 2 on dev multi mAP by NOISE with mono >= the floor; then round 2's three-seed rule against the reference's
-# three seeds. Patience 1 for CPU time: on round 2's seeds it picks the same checkpoints as patience 6.
+# The recipes, their rules and their results: one YAML per step in experiments/recipes/ (written before each run;
+# the result added after it). Step 1 is the one-factor sweep, step 2 the candidates around its recipe, later steps
+# one change each to an earlier step's recipe, run by ``challenge <name>``.
+RECIPES = Path(__file__).resolve().parent / "recipes"
 RESULTS_DIR = ROOT / "docs" / "results"
+STEPS = [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted(RECIPES.glob("*.yaml"))]
+SWEEP, AROUND = STEPS[0], STEPS[1]
+CENTRE: dict = SWEEP["centre"]
+FACTORS: dict = SWEEP["factors"]
+FULL_REFERENCE: dict = SWEEP["full_reference"]
+NOISE: float = SWEEP["noise"]  # a change must beat its reference by this much on dev multi mAP
+SHIPPED = {**CENTRE, "hard_negatives": True}  # step 1's recipe
+ROUND2: dict = AROUND["candidates"]
+FIRST_HITS = ("multi_hit1", "multi_hit10")
+RECORD_OF = {step["name"]: ROOT / step["record"] for step in STEPS}
 # name -> (the change, the record of the recipe it challenges: that record's chosen recipe and its three seeds)
 CHALLENGERS = {
-    # round 3: all eleven languages (el and vi were held out as zero-shot languages, as in the paper)
-    "l11": ({"languages": LANGUAGES}, RESULTS_DIR / "adapter-sweep-round2.json"),
-    # round 4: two hard negatives per pair in the query's language (round 2's strongest change, with more of them)
-    "hn2-query": ({"hard_negatives_per_pair": 2}, RESULTS_DIR / "adapter-sweep-round2.json"),
-    # round 5: three (round 4's two gained +0.0047 in the three-seed mean, 0.0003 short of the rule's NOISE)
-    "hn3-query": ({"hard_negatives_per_pair": 3}, RESULTS_DIR / "adapter-sweep-round2.json"),
-    # round 6, against round 5's recipe: a 100-step schedule (warm-up 10, linear decay to 0 at step 100). Every
-    # run so far kept step 50, inside the 60-step warm-up of the 600-step schedule, so the learning rate never
-    # decayed before the dev loss turned up.
-    "steps100": ({"max_steps": 100}, RESULTS_DIR / "adapter-sweep-round5.json"),
-    # round 7, against round 5's recipe: dropout 0.1 on the LoRA branch. The dev loss turns up after ~50 steps
-    # whatever the schedule (round 6): overfitting 28 train articles, which dropout is the standard brake on.
-    "dropout01": ({"lora_dropout": 0.1}, RESULTS_DIR / "adapter-sweep-round5.json"),
-    # round 8, against round 5's recipe: each query's answer also in one other language of its group as a second
-    # positive (training/loss.py). The multilingual pool, and its rank distance, ask for every language's version
-    # of the answer near the top; the one-positive loss asks for one of them.
-    "translation1": ({"translation_positives": 1}, RESULTS_DIR / "adapter-sweep-round5.json"),
-    # round 10, against round 5's recipe: three cross-lingual batches in four (alpha 0.25). Round 5's query-language
-    # hard negatives are what teaches "an answer in another language beats a non-answer in mine", and a cross-lingual
-    # batch is where that lesson is across languages; round 1 measured alpha 0.25 without hard negatives only.
-    "alpha25": ({"alpha": 0.25}, RESULTS_DIR / "adapter-sweep-round5.json"),
-    # round 11, against round 5's recipe: InfoNCE in both directions (training/loss.py, symmetric). In a cross-lingual
-    # batch each passage must then pick its own query among queries in many languages, its own among them: the
-    # language-bias lesson from the passage's side, at no extra encoding cost.
-    "symmetric": ({"symmetric_loss": True}, RESULTS_DIR / "adapter-sweep-round5.json"),
-    # round 12, against round 5's recipe: of the three hard negatives of a cross-lingual pair, two in the query's
-    # language and one in the passage's. Round 2 found each language helpful alone (the query's more, and with the
-    # lowest own-language share); the passage's is the finer lesson within the answer's own language.
-    "hn-both": ({"hard_negative_language": "both"}, RESULTS_DIR / "adapter-sweep-round5.json"),
-    # round 13, against round 5's recipe: the dev loss every 10 steps instead of 25 (patience 2, so stopping waits
-    # 20 steps as before it waited 25). Every run's best step has been 50 of 25/50/75: the best may lie between.
-    "eval10": ({"eval_every": 10, "patience": 2}, RESULTS_DIR / "adapter-sweep-round5.json"),
-    # round 14, against round 5's recipe: trainable token embeddings, as a rank-16 LoRA on the embedding table (the
-    # issue's "frozen vs trainable embeddings"; every run so far froze them). The table is where a token's language
-    # lives, so a low-rank update there can move what the projections' updates cannot reach before layer 0.
-    "embeddings": (
-        {"lora_targets": ["query", "key", "value", "output.dense", "intermediate.dense", "word_embeddings"]},
-        RESULTS_DIR / "adapter-sweep-round5.json",
-    ),
-    # round 15, against round 5's recipe: batches of 256 pairs (1,280 texts a step with the three negatives), through
-    # GradCache in pieces of 8 (plain batching would need ~28 GB here). Round 2 measured 256 before the query-language
-    # negatives: +0.007 on seed 42, -0.003 in the three-seed mean; with three negatives a pair, twice the batch is
-    # also twice the hard negatives each query is scored against.
-    "batch256": ({"batch_size": 256, "grad_cache_chunk": 8}, RESULTS_DIR / "adapter-sweep-round5.json"),
+    step["name"]: (step["change"], RECORD_OF[step["against"]])
+    for step in STEPS[2:]
+    if step["change"]  # the seed soup changes no recipe (experiments.adapter_soup)
 }
 
 
