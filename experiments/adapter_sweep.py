@@ -5,7 +5,7 @@ Two halves, because the GPU machine takes at most 64 MiB per call and has no PyP
     python -m experiments.adapter_sweep pack --out .gpu        # here: a pruned copy of the model + the data
     python -m experiments.adapter_sweep run --pack .gpu --out "$OUT" --workers 8   # there
 
-Rounds 3 and later (``challenge <name>``: one change to an earlier round's recipe against it) run on this CPU
+Steps 3 and later (``challenge <name>``: one change to an earlier step's recipe against it) run on this CPU
 machine, on the full base model and ``../shared/data``:
 
     .venv/bin/python -m experiments.adapter_sweep challenge l11 --out runs/round3   # ~30-40 min per training run
@@ -68,7 +68,7 @@ FACTORS: dict = SWEEP["factors"]
 FULL_REFERENCE: dict = SWEEP["full_reference"]
 NOISE: float = SWEEP["noise"]  # a change must beat its reference by this much on dev multi mAP
 SHIPPED = {**CENTRE, "hard_negatives": True}  # step 1's recipe
-ROUND2: dict = AROUND["candidates"]
+AROUND_CANDIDATES: dict = AROUND["candidates"]
 FIRST_HITS = ("multi_hit1", "multi_hit10")
 RECORD_OF = {step["name"]: ROOT / step["record"] for step in STEPS}
 # name -> (the change, the record of the recipe it challenges: that record's chosen recipe and its three seeds)
@@ -379,7 +379,7 @@ def dev_means(runs: list[dict]) -> dict[str, float]:
 
 
 def beats(runs: list[dict], reference: list[dict], floor: float) -> bool:
-    """The three-seed rule of rounds 2 and 3: mean dev multi mAP higher by NOISE, mean mono >= the floor, mean
+    """The three-seed rule of steps 2 and later: mean dev multi mAP higher by NOISE, mean mono >= the floor, mean
     Hit@1 and Hit@10 lower by at most NOISE."""
     return (
         mean_dev(runs, "multi_map") > mean_dev(reference, "multi_map") + NOISE
@@ -395,26 +395,26 @@ def _has_cuda() -> bool:
 
 
 def refine(pack_dir: Path, out: Path, workers: int, round1: Path) -> None:
-    """Round 2 around the shipped recipe (ROUND2 and its rule, above)."""
+    """Step 2 around the first recipe (its candidates and rule: experiments/recipes/02-around-the-first-recipe.yaml)."""
     first = json.loads(round1.read_text())
     floor = first["base"]["dev"]["mono_map"]
     shipped = {s: first[f"combined-seed{s}"]["dev"] for s in (42, 1, 2)}
     sweep = start(pack_dir, out, workers)
     sweep.results["shipped"] = {"recipe": SHIPPED, "dev": shipped, "floor": floor}
-    sweep.run_all({f"{name}-seed42": (recipe, 42) for name, recipe in ROUND2.items()}, SHIPPED)
-    first_dev = {n: sweep.results[f"{n}-seed42"].get("dev") for n in ROUND2}
+    sweep.run_all({f"{name}-seed42": (recipe, 42) for name, recipe in AROUND_CANDIDATES.items()}, SHIPPED)
+    first_dev = {n: sweep.results[f"{n}-seed42"].get("dev") for n in AROUND_CANDIDATES}
     ranked = sorted(
         (n for n, dev in first_dev.items() if dev and dev["mono_map"] >= floor),
         key=lambda n: first_dev[n]["multi_map"],
         reverse=True,
     )[:2]
     if not ranked or first_dev[ranked[0]]["multi_map"] <= shipped[42]["multi_map"] + NOISE:
-        sweep.results["chosen"] = {"candidate": "shipped", "why": "no round-2 recipe beat it on dev by NOISE"}
+        sweep.results["chosen"] = {"candidate": "shipped", "why": "no candidate beat it on dev by NOISE"}
         sweep.save()
         sweep.say("nothing beats the shipped recipe on dev")
         return
     seeds = (42, 1, 2)
-    sweep.run_all({f"{n}-seed{s}": (ROUND2[n], s) for n in ranked for s in seeds[1:]}, SHIPPED)
+    sweep.run_all({f"{n}-seed{s}": (AROUND_CANDIDATES[n], s) for n in ranked for s in seeds[1:]}, SHIPPED)
 
     reference = list(shipped.values())
     means = {n: [sweep.results[f"{n}-seed{s}"]["dev"] for s in seeds] for n in ranked}
@@ -426,7 +426,7 @@ def refine(pack_dir: Path, out: Path, workers: int, round1: Path) -> None:
         sweep.say(f"nothing beats the shipped recipe over three seeds: {sweep.results['dev_means']}")
         return
     chosen = max(winners, key=lambda n: mean_dev(means[n], "multi_map"))
-    sweep.results["chosen"] = {"candidate": chosen, "recipe": {**SHIPPED, **ROUND2[chosen]}}
+    sweep.results["chosen"] = {"candidate": chosen, "recipe": {**SHIPPED, **AROUND_CANDIDATES[chosen]}}
     sweep.say(f"chosen on dev: {chosen} {sweep.results['dev_means']}")
     test_seeds(sweep, chosen, seeds)
 
@@ -473,12 +473,12 @@ def main() -> None:
     r.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "sweep-out")))
     r.add_argument("--workers", type=int, default=16)
-    f = sub.add_parser("refine", help="round 2 around the shipped recipe")
+    f = sub.add_parser("refine", help="step 2: candidates around the first recipe")
     f.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     f.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "sweep-out")))
     f.add_argument("--workers", type=int, default=16)
     f.add_argument("--round1", type=Path, default=ROOT / "docs" / "results" / "adapter-sweep.json")
-    g = sub.add_parser("challenge", help="rounds 3+ on this machine: one change to an earlier round's recipe")
+    g = sub.add_parser("challenge", help="steps 3+ on this machine: one change to an earlier step's recipe")
     g.add_argument("name", choices=sorted(CHALLENGERS))
     g.add_argument("--out", type=Path, help="sweep.json, log, adapters (default runs/<name>)")
     g.add_argument("--work", type=Path, help="runs, models and evaluations (default /tmp/<name>)")

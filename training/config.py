@@ -40,16 +40,15 @@ class TrainConfig:
     hard_negatives: bool = False  # add same-paragraph hard negatives (other sentences) when the data has them
     hard_negatives_per_pair: int = 1  # how many hard negatives per pair, at most
     # "query": in X-Y batches a wrong passage in the query's own language, exactly what a language-biased model
-    # ranks too high. "both": in X-Y batches half in the query's language (the odd one too), half in the passage's;
-    # on top of the default recipe (2 + 1 of 3) dev multi mAP -0.002 against "query" (docs/RESULTS.md, round 12).
+    # ranks too high. "both": half in the query's language (the odd one too), half in the passage's
+    # (measured: experiments/recipes/12-hn-both.yaml).
     hard_negative_language: str = "passage"  # the hard negatives' language: passage | query | any (of the group) | both
     # Each pair's answer also in this many other languages of its group, as further positives of its query (each
-    # scored against the query's negatives alone: training/loss.py); the dev loss stays the one-positive loss. On
-    # XQuAD-R, 1 on top of the default recipe lost 0.018 dev multi mAP (docs/RESULTS.md, round 8).
+    # scored against the query's negatives alone: training/loss.py); the dev loss stays the one-positive loss
+    # (measured: experiments/recipes/08-translation1.yaml).
     translation_positives: int = 0  # extra positives per pair: translations of its positive; 0 = none
     # Also the passage-to-query direction (each positive picks its query among the batch's queries), the loss being
-    # the mean of both. On XQuAD-R, on top of the default recipe: dev multi mAP -0.005, rank distance -3, Hit@10
-    # +0.006 (docs/RESULTS.md, round 11).
+    # the mean of both (measured: experiments/recipes/11-symmetric.yaml).
     symmetric_loss: bool = False  # InfoNCE in both directions; the dev loss stays query-to-passage
     batch_size: int = 32  # pairs per batch (in-batch negatives)
     grad_cache_chunk: int = 0  # 0: plain batching; >0: GradCache with sub-batches of this size
@@ -65,7 +64,7 @@ class TrainConfig:
     freeze_embeddings: bool = True  # keep the word embeddings frozen
     # With LoRA the whole base stays frozen and only rank-r updates of the targeted projections train; the adapter
     # is saved in peft's layout and merged into the base at export. "word_embeddings" among the targets adds a LoRA
-    # on the token table: on XQuAD-R, -0.003 dev multi mAP and -0.007 mono (docs/RESULTS.md, round 14).
+    # on the token table (measured: experiments/recipes/14-embeddings.yaml).
     lora_rank: int = 0  # LoRA rank (peft); 0 = full fine-tuning
     lora_alpha: float = 32.0  # LoRA scaling numerator (updates scaled by alpha / rank)
     lora_dropout: float = 0.0  # dropout on the LoRA branch

@@ -5,7 +5,7 @@ ground on a one-language corpus of real, longer paragraphs without its mono figu
 case (SQuAD-format JSON, or JSONL with ``context``/``question`` per line, also inside a zip). The paragraph a
 question was written on is its one relevant passage; identical paragraph texts count once.
 
-Sets have a role: ``choose`` sets may inform a choice (a merge scale, an adapter round); ``held_out`` sets are only
+Sets have a role: ``choose`` sets may inform a choice (a merge scale, an adapter recipe); ``held_out`` sets are only
 reported, so that the floor measured on them stays honest. The roles of the public sets in ``../shared/data/extra``
 are fixed in MONOLINGUAL_SETS.
 
