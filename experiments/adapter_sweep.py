@@ -6,7 +6,7 @@ Two halves, because the GPU machine takes at most 64 MiB per call and has no PyP
     python -m experiments.adapter_sweep run --pack .gpu --out "$OUT" --workers 8   # there
 
 Steps 3 and later (``challenge <name>``: one change to an earlier step's recipe against it) run on this CPU
-machine, on the full base model and ``../shared/data``:
+machine, on the full base model and ``data/``:
 
     .venv/bin/python -m experiments.adapter_sweep challenge l11 --out runs/round3   # ~30-40 min per training run
 
@@ -52,7 +52,7 @@ from training.default_model import (
 ROOT = Path(__file__).resolve().parent.parent
 
 LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
-SHARED = ROOT.parent / "shared" / "data"
+DATA = ROOT / "data"  # xquad-r/ and splits/
 MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
 BLOCK_BYTES = 18  # Q4_0: fp16 scale + 16 bytes of nibbles per 32 weights
 
@@ -83,7 +83,7 @@ CHALLENGERS = {
 def xquad_texts() -> list[str]:
     texts = []
     for lang in LANGUAGES:
-        articles = json.loads((SHARED / "xquad-r" / f"{lang}.json").read_text(encoding="utf-8"))["data"]
+        articles = json.loads((DATA / "xquad-r" / f"{lang}.json").read_text(encoding="utf-8"))["data"]
         for article in articles:
             for paragraph in article["paragraphs"]:
                 texts += ["passage: " + s.strip() for s in paragraph["sentences"]]
@@ -137,8 +137,8 @@ def pack(out: Path) -> None:
     np.savez(out / "weights.npz", **arrays)
     (out / "tokenizer.json").write_text(json.dumps(pruned_json, ensure_ascii=False), encoding="utf-8")
     with tarfile.open(out / "xquad-r.tar.xz", "w:xz") as tar:
-        tar.add(SHARED / "xquad-r", arcname="xquad-r")
-        tar.add(SHARED / "splits", arcname="splits")
+        tar.add(DATA / "xquad-r", arcname="xquad-r")
+        tar.add(DATA / "splits", arcname="splits")
     unpack(out, out / "check-model")  # what the GPU machine will build, checked here against the full model
     check_against_full(out / "check-model", texts[::97])
     shutil.rmtree(out / "check-model")
@@ -441,7 +441,7 @@ def challenge(name: str, out: Path, work: Path, against: Path | None = None) -> 
     reference = {s: second[f"{chosen2}-seed{s}"]["dev"] for s in seeds}
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    sweep = Sweep(SHARED, MODEL_DIR, work, out, workers=1)
+    sweep = Sweep(DATA, MODEL_DIR, work, out, workers=1)
     sweep.results["reference"] = {"candidate": chosen2, "recipe": recipe2, "dev": reference, "floor": floor}
     change = {"patience": 1, **change}  # patience 1 for CPU time, unless the challenger is about stopping
     sweep.run_all({f"{name}-seed2": (change, 2)}, recipe2)

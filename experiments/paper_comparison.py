@@ -113,8 +113,8 @@ def main() -> None:
     parser.add_argument("--variant", default="fp32", choices=["fp32", "int8"], help="ONNX variant evaluated")
     parser.add_argument("--alpha-sweep", action="store_true", help="also train hybrid with alpha 0.25 and 0.75")
     parser.add_argument("--base", type=Path, default=ROOT / "models" / "multilingual-e5-small")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "xquad-r")
-    parser.add_argument("--split-file", type=Path, default=ROOT.parent / "shared/data/splits/xquad-r-articles.json")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "xquad-r")
+    parser.add_argument("--split-file", type=Path, default=ROOT / "data" / "splits" / "xquad-r-articles.json")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "xquad-r-test.json")
@@ -136,7 +136,7 @@ def main() -> None:
 
     alphas = {key: alpha for key, _, alpha in runs}
     report = {
-        "dataset": "XQuAD-R (LAReQA), test articles of shared/data/splits/xquad-r-articles.json, 11 languages",
+        "dataset": "XQuAD-R (LAReQA), test articles of data/splits/xquad-r-articles.json, 11 languages",
         "budget": {
             "steps": args.steps,
             "batch_size": args.batch_size,

@@ -27,9 +27,9 @@ class TrainConfig:
     runs_dir: str = "runs"  # checkpoints, metrics, config and plots go to <runs_dir>/<run_name>
     # --- data ---
     data_format: str = "lareqa"  # lareqa (SQuAD-style files per language) | jsonl (parallel records)
-    train_path: str = "../shared/data/xquad-r"  # folder of <lang>.json (lareqa) or a .jsonl file
+    train_path: str = "data/xquad-r"  # folder of <lang>.json (lareqa) or a .jsonl file
     dev_path: str = ""  # empty: same as train_path (LAReQA with a split file)
-    split_file: str = "../shared/data/splits/xquad-r-articles.json"  # JSON of article titles per split (lareqa)
+    split_file: str = "data/splits/xquad-r-articles.json"  # JSON of article titles per split (lareqa)
     train_split: str = "train"  # split of split_file to train on
     dev_split: str = "dev"  # split of split_file for the dev loss and early stopping
     languages: list[str] = field(default_factory=lambda: list(NINE_TRAINING_LANGUAGES))  # languages to train on

@@ -1,7 +1,7 @@
 """Evaluate a model on a LAReQA-format dataset: mono / cross / multi mAP, R@1, R@10, rank distance.
 
-    python -m training.evaluate --model models/hybrid --data ../shared/data/xquad-r \
-        --split-file ../shared/data/splits/xquad-r-articles.json --split test --out runs/eval/hybrid
+    python -m training.evaluate --model models/hybrid --data data/xquad-r \
+        --split-file data/splits/xquad-r-articles.json --split test --out runs/eval/hybrid
 
 The candidate pool is every sentence of every paragraph (of the chosen articles) in every language, counted by
 position. For a question with id q, the relevant candidate in language L is the sentence of q's paragraph in L

@@ -36,8 +36,7 @@ from training.evaluate import OnnxEmbedder, evaluate, load_retrieval_set
 from training.qa_retrieval import EXTRA_DATA, evaluate_sets, load_qa_sets, report, summarise, worst_mrr10_loss
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
-XQUAD, SPLIT_FILE = SHARED / "xquad-r", SHARED / "splits" / "xquad-r-articles.json"
+XQUAD, SPLIT_FILE = ROOT / "data" / "xquad-r", ROOT / "data" / "splits" / "xquad-r-articles.json"
 LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 RESULTS = ROOT / "docs" / "results"
 DEV_KEYS = ("mono_map", "cross_map", "multi_map", "rank_distance", "multi_hit1", "multi_hit10")

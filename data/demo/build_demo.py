@@ -2,7 +2,7 @@
 
 The product only reads the committed corpus.jsonl / queries.jsonl; this script documents where they came from.
 
-    python data/demo/build_demo.py ../shared/data/xquad-r
+    python data/demo/build_demo.py data/xquad-r
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import pytest
 from tests.tiny import ROOT
 from training.data import DataError, load_data, read_parallel_jsonl
 
-XQUAD = ROOT.parent / "shared" / "data" / "xquad-r"
-SPLITS = ROOT.parent / "shared" / "data" / "splits" / "xquad-r-articles.json"
+XQUAD = ROOT / "data" / "xquad-r"
+SPLITS = ROOT / "data" / "splits" / "xquad-r-articles.json"
 
 
 def test_lareqa_train_split_matches_the_readme() -> None:

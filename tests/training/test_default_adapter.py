@@ -35,12 +35,10 @@ def test_the_served_default_is_the_shipped_adapter_on_the_rebuilt_base(default_m
 
 
 def test_merged_export_reproduces_the_recorded_slice_figures(base_model: Path, tmp_path: Path) -> None:
-    from experiments.default_model_report import XQUAD, slice_figures
+    from experiments.default_model_report import slice_figures
     from training.evaluate import OnnxEmbedder
     from training.export import export_model
 
-    if not XQUAD.is_dir():
-        pytest.skip(f"{XQUAD} (the shared XQuAD-R data) is not here")
     export_model(
         base_model,
         tmp_path / "merged",
