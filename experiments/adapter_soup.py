@@ -1,4 +1,4 @@
-"""Average the LoRA adapters of one recipe's seeds (a uniform "model soup") and measure it on dev (step 9,
+"""Average the LoRA adapters of one recipe's seeds (a uniform "model soup") and measure it on dev (experiment 9,
 experiments/recipes/09-seed-soup.yaml).
 
     .venv/bin/python -m experiments.adapter_soup --adapters runs/hn3-query/adapter-seed{42,1,2}.tar
@@ -6,7 +6,7 @@ experiments/recipes/09-seed-soup.yaml).
 Seeds of one recipe start from the same base, so their weight updates can be averaged: ΔW = mean_i(B_i A_i). peft's
 ``add_weighted_adapter`` with combination ``cat`` does it exactly (one adapter of rank sum(r_i), the scalings folded
 into A). The soup is merged into the base and evaluated on the XQuAD-R dev articles the way the sweep evaluates its
-seeds (torch, ``training.evaluate``), as are the soups of every pair of seeds (rule (b) of step 9 in
+seeds (torch, ``training.evaluate``), as are the soups of every pair of seeds (rule (b) of experiment 9 in
 docs/RESULTS.md). Figures are printed and written to ``docs/results/adapter-soup-round9.json``.
 """
 

@@ -5,7 +5,7 @@ Two halves, because the GPU machine takes at most 64 MiB per call and has no PyP
     python -m experiments.adapter_sweep pack --out .gpu        # here: a pruned copy of the model + the data
     python -m experiments.adapter_sweep run --pack .gpu --out "$OUT" --workers 8   # there
 
-Steps 3 and later (``challenge <name>``: one change to an earlier step's recipe against it) run on this CPU
+Experiments 3 and later (``challenge <name>``: one change to an earlier experiment's recipe against it) run on this CPU
 machine, on the full base model and ``data/``:
 
     .venv/bin/python -m experiments.adapter_sweep challenge l11 --out runs/round3   # ~30-40 min per training run
@@ -56,26 +56,26 @@ DATA = ROOT / "data"  # xquad-r/ and splits/
 MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
 BLOCK_BYTES = 18  # Q4_0: fp16 scale + 16 bytes of nibbles per 32 weights
 
-# The recipes, their rules and their results: one YAML per step in experiments/recipes/ (written before each run;
-# the result added after it). Step 1 is the one-factor sweep, step 2 the candidates around its recipe, later steps
-# one change each to an earlier step's recipe, run by ``challenge <name>``.
+# The recipes, their rules and their results: one YAML per experiment in experiments/recipes/ (written before each
+# run; the result added after it). Experiment 1 is the one-factor sweep, 2 the candidates around its recipe, later
+# ones one change each to an earlier experiment's recipe, run by ``challenge <name>``.
 RECIPES = Path(__file__).resolve().parent / "recipes"
 RESULTS_DIR = ROOT / "docs" / "results"
-STEPS = [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted(RECIPES.glob("*.yaml"))]
-SWEEP, AROUND = STEPS[0], STEPS[1]
+EXPERIMENTS = [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted(RECIPES.glob("*.yaml"))]
+SWEEP, AROUND = EXPERIMENTS[0], EXPERIMENTS[1]
 CENTRE: dict = SWEEP["centre"]
 FACTORS: dict = SWEEP["factors"]
 FULL_REFERENCE: dict = SWEEP["full_reference"]
 NOISE: float = SWEEP["noise"]  # a change must beat its reference by this much on dev multi mAP
-SHIPPED = {**CENTRE, "hard_negatives": True}  # step 1's recipe
+SHIPPED = {**CENTRE, "hard_negatives": True}  # experiment 1's recipe
 AROUND_CANDIDATES: dict = AROUND["candidates"]
 FIRST_HITS = ("multi_hit1", "multi_hit10")
-RECORD_OF = {step["name"]: ROOT / step["record"] for step in STEPS}
+RECORD_OF = {e["name"]: ROOT / e["record"] for e in EXPERIMENTS}
 # name -> (the change, the record of the recipe it challenges: that record's chosen recipe and its three seeds)
 CHALLENGERS = {
-    step["name"]: (step["change"], RECORD_OF[step["against"]])
-    for step in STEPS[2:]
-    if step["change"]  # the seed soup changes no recipe (experiments.adapter_soup)
+    e["name"]: (e["change"], RECORD_OF[e["against"]])
+    for e in EXPERIMENTS[2:]
+    if e["change"]  # the seed soup changes no recipe (experiments.adapter_soup)
 }
 
 
@@ -207,7 +207,7 @@ class Sweep:
             str(self.data / "xquad-r"),
         ]
         command += ["--split-file", str(self.data / "splits" / "xquad-r-articles.json"), "--split", split]
-        if not (out / "results.json").is_file():  # evaluated before (a resumed round): the same model, same figures
+        if not (out / "results.json").is_file():  # evaluated before (resumed): the same model, same figures
             subprocess.run([*command, "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
         result = json.loads((out / "results.json").read_text())
         keys = ("mono_map", "cross_map", "multi_map", "rank_distance", "own_language_share_top10", "multi_hit1")
@@ -379,7 +379,7 @@ def dev_means(runs: list[dict]) -> dict[str, float]:
 
 
 def beats(runs: list[dict], reference: list[dict], floor: float) -> bool:
-    """The three-seed rule of steps 2 and later: mean dev multi mAP higher by NOISE, mean mono >= the floor, mean
+    """The three-seed rule of experiments 2 and later: mean dev multi mAP higher by NOISE, mean mono >= the floor, mean
     Hit@1 and Hit@10 lower by at most NOISE."""
     return (
         mean_dev(runs, "multi_map") > mean_dev(reference, "multi_map") + NOISE
@@ -395,7 +395,7 @@ def _has_cuda() -> bool:
 
 
 def refine(pack_dir: Path, out: Path, workers: int, round1: Path) -> None:
-    """Step 2 around the first recipe (its candidates and rule: experiments/recipes/02-around-the-first-recipe.yaml)."""
+    """Experiment 2: candidates around the first recipe (experiments/recipes/02-around-the-first-recipe.yaml)."""
     first = json.loads(round1.read_text())
     floor = first["base"]["dev"]["mono_map"]
     shipped = {s: first[f"combined-seed{s}"]["dev"] for s in (42, 1, 2)}
@@ -432,7 +432,7 @@ def refine(pack_dir: Path, out: Path, workers: int, round1: Path) -> None:
 
 
 def challenge(name: str, out: Path, work: Path, against: Path | None = None) -> None:
-    """One challenger against the recipe chosen in an earlier round, on this machine (CHALLENGERS and their rule)."""
+    """One challenger against an earlier experiment's chosen recipe, on this machine (CHALLENGERS and their rule)."""
     change, record = CHALLENGERS[name]
     second = json.loads((against or record).read_text())
     floor = (second.get("shipped") or second.get("round2") or second["reference"])["floor"]
@@ -473,12 +473,12 @@ def main() -> None:
     r.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "sweep-out")))
     r.add_argument("--workers", type=int, default=16)
-    f = sub.add_parser("refine", help="step 2: candidates around the first recipe")
+    f = sub.add_parser("refine", help="experiment 2: candidates around the first recipe")
     f.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     f.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "sweep-out")))
     f.add_argument("--workers", type=int, default=16)
     f.add_argument("--round1", type=Path, default=ROOT / "docs" / "results" / "adapter-sweep.json")
-    g = sub.add_parser("challenge", help="steps 3+ on this machine: one change to an earlier step's recipe")
+    g = sub.add_parser("challenge", help="experiments 3+ on this machine: one change to an earlier experiment's recipe")
     g.add_argument("name", choices=sorted(CHALLENGERS))
     g.add_argument("--out", type=Path, help="sweep.json, log, adapters (default runs/<name>)")
     g.add_argument("--work", type=Path, help="runs, models and evaluations (default /tmp/<name>)")

@@ -1,4 +1,4 @@
-"""The recipe steps in experiments/recipes/ (change, rule, result) agree with the records their results come from."""
+"""The experiments in experiments/recipes/ (change, rule, result) agree with the records their results come from."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments.adapter_sweep import CHALLENGERS, ROOT, STEPS
+from experiments.adapter_sweep import CHALLENGERS, EXPERIMENTS, ROOT
 
 
 def seed2_dev(entry: dict) -> dict:
@@ -14,8 +14,8 @@ def seed2_dev(entry: dict) -> dict:
     return dev.get("2", dev)
 
 
-@pytest.mark.parametrize("step", STEPS, ids=[f"{s['step']:02d}-{s['name']}" for s in STEPS])
-def test_a_step_states_its_change_rule_and_result(step: dict) -> None:
+@pytest.mark.parametrize("step", EXPERIMENTS, ids=[f"{e['experiment']:02d}-{e['name']}" for e in EXPERIMENTS])
+def test_an_experiment_states_its_change_rule_and_result(step: dict) -> None:
     assert step["why"] and step["rule"] and step["result"]["verdict"]
     assert (ROOT / step["record"]).is_file()
     result = step["result"]
@@ -29,7 +29,7 @@ def test_a_step_states_its_change_rule_and_result(step: dict) -> None:
 
 @pytest.mark.parametrize("name", sorted(CHALLENGERS))
 def test_a_challengers_result_is_the_one_its_record_holds(name: str) -> None:
-    step = next(s for s in STEPS if s["name"] == name)
+    step = next(e for e in EXPERIMENTS if e["name"] == name)
     record = json.loads((ROOT / step["record"]).read_text())
     reference = record.get("reference") or record["round2"]
     assert step["result"]["dev_multi_map"] == seed2_dev(record[f"{name}-seed2"])["multi_map"]
