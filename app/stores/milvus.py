@@ -135,7 +135,8 @@ class MilvusStore(Store):
         self.uri, self.collection, self.catalog = uri, collection, collection + CATALOG_SUFFIX
         # whole seconds: pymilvus bounds its retries by the timeout only when it is an int (else 75 retries, minutes)
         self.consistency, self.timeout_s = consistency, max(1, math.ceil(timeout_s))
-        if is_lite(uri):
+        self.lite = is_lite(uri)
+        if self.lite:
             path = Path(uri)
             if path.suffix != ".db":
                 raise ManifestError(f"SEARCH_MILVUS_URI {uri!r}: a Milvus Lite file must end in .db")
@@ -360,6 +361,7 @@ class MilvusStore(Store):
         if len(documents) != len(embeddings) or len({d.id for d in documents}) != len(documents):
             raise ValueError("upsert needs one embedding per document and distinct ids")
         for i, document in enumerate(documents):
+            self._check_id(document.id, f"document {i}")
             for what, value, limit in (
                 ("id", document.id, MAX_ID_BYTES),
                 ("text", document.text, MAX_TEXT_BYTES),
@@ -387,12 +389,24 @@ class MilvusStore(Store):
         new = keys - self._catalog()
         if new:
             with self._calls("catalog write"):
+                # insert, not upsert: the keys are new, and Milvus Lite's upsert fails on a key with a single quote
+                # (it deletes the old row by an expression it does not escape); a key two processes both add is
+                # listed twice, and read back as one
                 rows = [{"key": key, "vector": [0.0, 0.0]} for key in sorted(new)]
-                self.client.upsert(self.catalog, rows, timeout=self.timeout_s)
+                self.client.insert(self.catalog, rows, timeout=self.timeout_s)
             with self._catalog_lock:
                 self._catalog_keys |= new
 
+    def _check_id(self, doc_id: str, what: str) -> None:
+        if self.lite and "'" in doc_id:
+            raise InvalidRequest(
+                f"{what} ({doc_id[:64]!r}): Milvus Lite cannot replace or delete an id holding a single quote (its "
+                "storage layer does not escape it); use another id, or a Milvus server"
+            )
+
     def delete(self, doc_ids: list[str]) -> list[str]:
+        for doc_id in doc_ids:
+            self._check_id(doc_id, "document")
         present = self.passage_ids(doc_ids)
         if present:
             with self._calls("delete"):

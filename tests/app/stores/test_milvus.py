@@ -112,11 +112,30 @@ def test_user_values_cannot_widen_an_expression(milvus: MilvusStore, queries: np
     # "a']||id not in ['b" makes MilvusClient.get(ids=) return every row (and delete(ids=) delete it)
     for doc_id in ("a']||id not in ['b", 'a"]||id not in ["b', 'a"||id!="', "a\\"):
         assert milvus.get(doc_id) is None
-        assert milvus.delete([doc_id]) == []
+        if "'" in doc_id:  # refused on Milvus Lite before any expression is built (next test)
+            with pytest.raises(InvalidRequest, match="single quote"):
+                milvus.delete([doc_id])
+        else:
+            assert milvus.delete([doc_id]) == []
     assert milvus.size == 221
     milvus.upsert([Document('q"uote\\', "text", "en")], vector)
     assert milvus.get('q"uote\\').id == 'q"uote\\' and milvus.delete(['q"uote\\', "missing"]) == ['q"uote\\']
     assert milvus.size == 221
+
+
+def test_single_quotes_in_field_names_are_written_and_in_ids_refused_on_milvus_lite(
+    milvus: MilvusStore, queries: np.ndarray
+) -> None:
+    """Milvus Lite's upsert and delete remove rows by an expression its storage layer does not escape: a key with a
+    single quote made the write fail with an internal error (503). Field names go into the catalog by insert; an id
+    with a quote gets a 422 that says why, before anything is written."""
+    milvus.upsert([Document("quoted-field", "text", "en", {"it's": 1})], queries[:1])
+    milvus.upsert([Document("quoted-field", "text again", "en", {"it's": 2})], queries[:1])
+    assert "it's" in milvus.group_fields
+    assert [h.document.id for h in milvus.search(queries[:1], 5, filters={"it's": 2})[0]] == ["quoted-field"]
+    with pytest.raises(InvalidRequest, match="single quote"):
+        milvus.upsert([Document("it's", "text", "en")], queries[:1])
+    assert milvus.get("it's") is None
 
 
 def test_writes_replace_delete_and_extend_the_catalog(milvus: MilvusStore, queries: np.ndarray) -> None:
