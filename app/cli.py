@@ -37,7 +37,7 @@ from app.ingest.sources import Columns, CorpusError, ImportReport, describe
 from app.manifest import ManifestError, load_index_manifest
 from app.model_choice import ModelChoice, choose_for_corpus, given_model, model_for_store
 from app.settings import Settings
-from app.stores.embedded.wal import WriteAheadLog, wal_path
+from app.stores.embedded.wal import WalError, WriteAheadLog, wal_path
 
 if TYPE_CHECKING:
     from app.stores.embedded.index import SearchIndex
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
             COMMANDS[args.command](args, settings)
         else:
             serve(settings)
-    except (ManifestError, CorpusError, FileNotFoundError, ServiceError) as exc:
+    except (ManifestError, CorpusError, FileNotFoundError, ServiceError, WalError) as exc:
         sys.exit(f"error: {exc}")
 
 

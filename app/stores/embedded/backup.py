@@ -29,21 +29,25 @@ from app.stores.embedded.index import (
     version_folders,
 )
 from app.stores.embedded.integrity import CHECKSUMS_FILE, SnapshotDamaged
-from app.stores.embedded.wal import WriteAheadLog, closed_segments, read_log, wal_path
+from app.stores.embedded.wal import WriteAheadLog, closed_segments, records_after, wal_path
 
 # small files first, so that a listing (tar -tvf) or a reader of the manifest stops early
 ARCHIVE_FILES = (MANIFEST_FILE, CHECKSUMS_FILE, DOCS_FILE, VECTORS_FILE)
 _BLOCK = 1 << 20
 
 
-def backup_folder(index_dir: Path) -> Path:
-    """A new, empty staging folder for a backup beside the index (same disk); ``discard_backup_folders`` removes
-    any a crash left behind."""
+def staging_folder(index_dir: Path, kind: str) -> Path:
+    """A new, empty folder ``.<index>.<kind>-<time>`` beside the index (same disk), never taken for a version."""
     index_dir = Path(index_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    folder = index_dir.parent / f".{index_dir.name}.backup-{stamp}"
+    folder = index_dir.parent / f".{index_dir.name}.{kind}-{stamp}"
     folder.mkdir(parents=True)
     return folder
+
+
+def backup_folder(index_dir: Path) -> Path:
+    """A staging folder for a backup; ``discard_backup_folders`` removes any a crash left behind."""
+    return staging_folder(index_dir, "backup")
 
 
 def discard_backup_folders(index_dir: Path) -> None:
@@ -129,12 +133,7 @@ def verify_index_folder(index_dir: Path) -> tuple[SearchIndex, int]:
     """Load the served version of an index folder (checksums and consistency) and read its write-ahead log: the
     loaded index and the number of logged writes a start-up would replay after it."""
     index = SearchIndex.load(index_dir)
-    wal = wal_path(index_dir)
-    records = [r for r in read_log(wal) if r["seq"] > index.manifest.wal_seq]
-    for expected, record in enumerate(records, start=index.manifest.wal_seq + 1):
-        if record["seq"] != expected:
-            raise ManifestError(f"the log {wal} lacks records {expected}..{record['seq'] - 1} after the snapshot")
-    return index, len(records)
+    return index, len(records_after(wal_path(index_dir), index.manifest.wal_seq))
 
 
 def restore_archive(archive: Path, index_dir: Path, fingerprints: dict[str, str], replace: bool) -> IndexManifest:
@@ -145,9 +144,7 @@ def restore_archive(archive: Path, index_dir: Path, fingerprints: dict[str, str]
     index_dir = Path(index_dir)
     wal = wal_path(index_dir)
     lock: WriteAheadLog | None = WriteAheadLog(wal)  # OSError while another process writes to this index
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    staging = index_dir.parent / f".{index_dir.name}.restoring-{stamp}"  # not a version until verified
-    staging.mkdir()
+    staging = staging_folder(index_dir, "restoring")  # not a version until verified
     try:
         manifest = verify_archive(archive, staging).manifest
         if manifest.model_fingerprint not in fingerprints:

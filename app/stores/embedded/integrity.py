@@ -67,7 +67,8 @@ def read_checksums(folder: Path) -> dict[str, str] | None:
 
 
 class ChecksumCheck:
-    """The checksums of a folder, verified in a background thread (``start``) while its files are loaded."""
+    """The checksums of a folder, hashed in a background thread from construction while its files are loaded;
+    ``result`` waits for them."""
 
     def __init__(self, folder: Path, required: tuple[str, ...], format_version: int) -> None:
         self.folder = folder

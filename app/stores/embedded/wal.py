@@ -127,6 +127,19 @@ def read_log(path: Path) -> list[dict]:
     return records
 
 
+def records_after(path: Path, seq: int) -> list[dict]:
+    """The log's records after ``seq`` (what a snapshot holding records up to ``seq`` must replay); ``WalError``
+    when one is missing, since serving without it would lose an acknowledged write."""
+    records = [record for record in read_log(path) if record["seq"] > seq]  # the rest are in the snapshot
+    for expected, record in enumerate(records, start=seq + 1):
+        if record["seq"] != expected:
+            raise WalError(
+                f"the log {path} lacks records {expected}..{record['seq'] - 1} after the snapshot (which holds "
+                f"records up to {seq}); refusing to serve without them"
+            )
+    return records
+
+
 class WriteAheadLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
