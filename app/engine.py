@@ -26,7 +26,7 @@ from app.metrics import Metrics
 from app.model_choice import ModelChoice, model_for_store
 from app.settings import Settings
 from app.status import EngineStatus
-from app.stores import Store, check_store, encoded_with, open_store
+from app.stores import Store, StoredEmbeddings, check_index, open_store, stored_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,20 @@ class SearchEngine:
         self.batcher: EncodeBatcher | None = None
         self._passage_maker: PassageMaker | None = None
         self._choice: ModelChoice | None = None  # decided by check() (or load()), once
+        self._stored: StoredEmbeddings | None = None
         self.error: str | None = None
         self._loaded = threading.Event()
+
+    def stored_embeddings(self) -> StoredEmbeddings:
+        """The store's record of its model, read once (the model choice and the check both need it)."""
+        if self._stored is None:
+            self._stored = stored_embeddings(self.settings)
+        return self._stored
 
     def model_choice(self) -> ModelChoice:
         """The configured model that encoded the store (app.model_choice), decided once."""
         if self._choice is None:
-            self._choice = model_for_store(self.settings, lambda: encoded_with(self.settings))
+            self._choice = model_for_store(self.settings, lambda: self.stored_embeddings().model_fingerprint)
             log.info("model: %s (%s): %s", self._choice.model_dir, self._choice.role, self._choice.reason)
         return self._choice
 
@@ -57,11 +64,12 @@ class SearchEngine:
         choice = self.model_choice()
         model = choice.manifest
         variant = choose_variant(model, self.settings.int8)
-        stored_variant = check_store(self.settings, model, choice.model_dir)
-        if stored_variant and variant != stored_variant:
-            log.warning("index was encoded with %s, queries use %s", stored_variant, variant)
         if self.settings.store == "milvus":
             self.store = open_store(self.settings, model, variant)
+            return
+        stored_variant = check_index(self.settings.index_dir, self.stored_embeddings(), model, choice.model_dir)
+        if variant != stored_variant:
+            log.warning("index was encoded with %s, queries use %s", stored_variant, variant)
 
     def load(self) -> None:
         try:

@@ -3,17 +3,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.manifest import ManifestError, ModelManifest
 from app.settings import Settings
 from app.stores.base import Store, StoreHealth
 
-__all__ = ["Store", "StoreHealth", "check_store", "encoded_with", "open_store"]
+__all__ = ["Store", "StoreHealth", "StoredEmbeddings", "check_index", "open_store", "stored_embeddings"]
 
 
-def encoded_with(settings: Settings) -> str | None:
-    """The fingerprint of the model whose embeddings the store holds; None for a Milvus collection not made yet."""
+@dataclass(frozen=True)
+class StoredEmbeddings:
+    """What the store records about the model that encoded it: read once at start-up, for choosing the model and
+    for checking it."""
+
+    model_fingerprint: str | None  # None: a Milvus collection not made yet
+    model_name: str = ""
+    model_variant: str = ""
+
+
+def stored_embeddings(settings: Settings) -> StoredEmbeddings:
     if settings.store == "milvus":
         from app.stores.milvus import milvus_store
 
@@ -22,28 +32,24 @@ def encoded_with(settings: Settings) -> str | None:
             identity = store.stored_identity()
         finally:
             store.close()
-        return identity.model_fingerprint if identity else None
-    from app.stores.embedded.index import readable_manifest
-
-    return readable_manifest(settings.index_dir).model_fingerprint
-
-
-def check_store(settings: Settings, model: ModelManifest, model_dir: Path) -> str:
-    """Cheap start-up check that the store holds embeddings of ``model`` (FAISS: its manifest; Milvus: done when
-    opened). Returns the variant the store was encoded with, when known."""
-    if settings.store == "milvus":
-        return ""
+        return StoredEmbeddings(identity.model_fingerprint if identity else None)
     from app.stores.embedded.index import readable_manifest
 
     index = readable_manifest(settings.index_dir)
-    if index.model_fingerprint != model.fingerprint:
+    return StoredEmbeddings(index.model_fingerprint, index.model_name, index.model_variant)
+
+
+def check_index(index_dir: Path, stored: StoredEmbeddings, model: ModelManifest, model_dir: Path) -> str:
+    """Cheap start-up check that an embedded index holds embeddings of ``model`` (Milvus checks its collection when
+    opened). Returns the variant the index was encoded with."""
+    if stored.model_fingerprint != model.fingerprint:
         raise ManifestError(
-            f"index {settings.index_dir} was built by model '{index.model_name}' "
-            f"(fingerprint {index.model_fingerprint[:12]}), but the service loads '{model.name}' from "
+            f"index {index_dir} was built by model '{stored.model_name}' "
+            f"(fingerprint {(stored.model_fingerprint or '')[:12]}), but the service loads '{model.name}' from "
             f"{model_dir} (fingerprint {model.fingerprint[:12]}); rebuild the index with this model, or point "
             "SEARCH_MODEL_DIR / SEARCH_ONE_LANGUAGE_MODEL_DIR at the model that built it"
         )
-    return index.model_variant
+    return stored.model_variant
 
 
 def open_store(settings: Settings, model: ModelManifest, variant: str) -> Store:
