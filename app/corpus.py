@@ -28,14 +28,23 @@ class Group:
 
     value: object
     members: list[Hit]
+    shown: int = 0  # the member shown for the group (the best one, or the best in the reader's language)
+
+    @property
+    def best(self) -> Hit:
+        return self.members[0]
 
 
 class Hits(list[Hit]):
     """One query's passages, best first: what a search returns per query."""
 
+    below_min_score = 0  # passages of the page dropped by the score floor
+
 
 class Groups(list[Group]):
     """One query's groups, best first: what a grouped search returns per query."""
+
+    below_min_score = 0  # groups of the page dropped by the score floor
 
 
 # Deeper metadata is refused at the door: pydantic's serialiser stops at 255 nested levels, so a document stored

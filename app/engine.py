@@ -24,6 +24,7 @@ from app.ingest.sources import SourceDocument
 from app.manifest import IndexManifest
 from app.metrics import Metrics
 from app.model_choice import ModelChoice, model_for_store
+from app.results import SearchSpec, group_page, hit_page
 from app.settings import Settings
 from app.status import EngineStatus
 from app.stores import Store, StoredEmbeddings, check_index, open_store, stored_embeddings
@@ -175,39 +176,38 @@ class SearchEngine:
         encoder, _, _ = self._parts()
         return min(self.settings.max_query_tokens, encoder.manifest.max_length)
 
-    def search(
-        self,
-        queries: list[str],
-        top_k: int,
-        languages: list[str] | None = None,
-        filters: dict | None = None,
-        truncate: bool = False,
-        group_by: str | None = None,
-    ) -> Future:
-        """Future of one ``Hits`` per query; with ``group_by``, of one ``Groups`` (``top_k`` groups) per query."""
+    def search(self, queries: list[str], spec: SearchSpec) -> Future:
+        """Future of one ``Hits`` per query; with ``group_by``, of one ``Groups`` per query (``top_k`` groups)."""
         _, store, batcher = self._parts()
         limits = self.settings
         check_count(queries, limits.max_batch_queries, "queries")
-        if not 1 <= top_k <= limits.max_top_k:
-            raise InvalidRequest(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}")
+        if not 1 <= spec.top_k <= limits.max_top_k:
+            raise InvalidRequest(f"top_k must be between 1 and {limits.max_top_k}, got {spec.top_k}")
+        if spec.window > limits.max_top_k:
+            raise InvalidRequest(
+                f"offset + top_k is {spec.window}; a search pages through the first {limits.max_top_k} results "
+                "(SEARCH_MAX_TOP_K): narrow it with filters or languages instead"
+            )
         self._check_texts(queries, limits.max_query_chars, "query")
-        if languages is not None:
+        if spec.languages is not None:
             known = store.languages
-            unknown = sorted(set(languages) - set(known))
+            unknown = sorted(set(spec.languages) - set(known))
             if unknown:
                 raise InvalidRequest(f"unknown language(s) {unknown}; the index has {known}")
-        wanted = sorted(set(languages)) if languages else None
+        wanted = sorted(set(spec.languages)) if spec.languages else None
+        group_by = spec.group_by
         if group_by is not None:
             store.check_group_field(group_by)  # 422 before any encoding
 
         def find(encoded: Encoded) -> list[Hits] | list[Groups]:
             if group_by is not None:
-                return [Groups(g) for g in store.search_grouped(encoded.embeddings, top_k, group_by, wanted, filters)]
-            return [Hits(h) for h in store.search(encoded.embeddings, top_k, wanted, filters)]
+                found = store.search_grouped(encoded.embeddings, spec.window, group_by, wanted, spec.where)
+                return [group_page(groups, spec) for groups in found]
+            return [hit_page(hits, spec) for hits in store.search(encoded.embeddings, spec.window, wanted, spec.where)]
 
         if self._store_calls is None:  # an in-process search takes ~1 ms: on the batcher's thread, no hop
-            return batcher.submit(queries, "query", self.max_query_tokens(), truncate, then=find)
-        encoded = batcher.submit(queries, "query", self.max_query_tokens(), truncate)
+            return batcher.submit(queries, "query", self.max_query_tokens(), spec.truncate, then=find)
+        encoded = batcher.submit(queries, "query", self.max_query_tokens(), spec.truncate)
         return _then_on(self._store_calls, encoded, find)
 
     def document_passages(self, documents: list[SourceDocument], split: bool = True) -> list[Document]:

@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from app.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_IN_VALUES, parse_filter
 from app.ingest.languages import normalize_language
+from app.results import SearchSpec
 
 # Ids travel in URL paths: printable, no whitespace or control characters, at most 256 characters.
 DOCUMENT_ID_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,256}$"
@@ -18,7 +20,32 @@ DocumentId = Annotated[str, StringConstraints(pattern=DOCUMENT_ID_PATTERN)]
 LanguageCode = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalize_language)]
 FilterValue = str | int | float | bool
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Filters = Annotated[dict[FieldName, FilterValue], Field(max_length=16)]
+
+
+def _valid_filter(raw: dict[str, Any]) -> dict[str, Any]:
+    if raw:  # {} has always meant "no filter"
+        parse_filter(raw)  # FilterError (a ValueError): 422 naming the part
+    return raw
+
+
+FILTER_EXAMPLES = [
+    {"source": "handbook"},
+    {"tags": {"$in": ["billing", "refunds"]}, "published": {"$gte": "2024-01-01"}},
+    {"$or": [{"price": {"$lt": 20}}, {"on_sale": True}], "status": {"$ne": "archived"}},
+    {"$not": {"audience": "internal"}, "reviewed_by": {"$exists": True}},
+]
+FilterExpression = Annotated[
+    dict[str, Any],
+    AfterValidator(_valid_filter),
+    Field(
+        description="metadata conditions, all of which must hold (docs/API.md, Filters): `field: value` (equals), "
+        "`field: {op: value}` with $eq, $ne, $in, $nin (lists), $gt, $gte, $lt, $lte (a number, or an ISO-8601 "
+        "date/time compared as an instant) and $exists (true/false); $and / $or (lists of filters) and $not (a "
+        f"filter) combine them; at most {MAX_CONDITIONS} conditions, nested {MAX_DEPTH} deep, {MAX_IN_VALUES} "
+        "values per list",
+        examples=FILTER_EXAMPLES,
+    ),
+]
 
 
 def _reject_unpaired_surrogates(value: Any, where: str = "body") -> None:
@@ -48,12 +75,19 @@ class Strict(BaseModel):
 
 
 class SearchOptions(Strict):
-    top_k: int = Field(10, description="number of results (1..SEARCH_MAX_TOP_K)")
+    top_k: int = Field(10, description="number of results (1..SEARCH_MAX_TOP_K); with group_by, of groups")
+    offset: int = Field(
+        0, ge=0, description="results to skip, for the next page; offset + top_k is at most SEARCH_MAX_TOP_K"
+    )
     languages: list[LanguageCode] | None = Field(
         None, min_length=1, max_length=64, description="only return passages in these languages"
     )
-    filters: Filters | None = Field(
-        None, description="only return passages whose metadata field equals each value (all must match)"
+    filters: FilterExpression | None = None
+    min_score: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="drop results scoring below this (cosine, -1..1); the response counts them in below_min_score",
     )
     truncate: bool = Field(False, description="embed only the first allowed tokens of an over-long query (else 422)")
     group_by: FieldName | None = Field(
@@ -62,6 +96,24 @@ class SearchOptions(Strict):
         "one result each; top_k then counts groups; documents without the field are groups of one",
     )
     group_size: int = Field(3, ge=1, le=100, description="with group_by: members listed per group (best first)")
+    prefer_languages: list[LanguageCode] | None = Field(
+        None,
+        max_length=16,
+        description="with group_by: each group shows its best member in the earliest of these languages it has "
+        "(else its best member); groups stay ranked by their best score in any language",
+    )
+
+    def spec(self) -> SearchSpec:
+        return SearchSpec(
+            top_k=self.top_k,
+            offset=self.offset,
+            languages=self.languages,
+            where=parse_filter(self.filters) if self.filters else None,
+            min_score=self.min_score,
+            group_by=self.group_by,
+            prefer_languages=tuple(self.prefer_languages or ()),
+            truncate=self.truncate,
+        )
 
 
 class SearchRequest(SearchOptions):
@@ -98,6 +150,7 @@ class GroupResult(SearchResult):
     """A group's best member (its fields, score and the group's rank) and the members found, best first."""
 
     group: FilterValue | None = Field(description="the group's field value; null for a document without the field")
+    best_score: float = Field(description="the group's best member's score, by which groups are ranked")
     members: list[GroupMember] = Field(description="up to group_size members, the best one first")
     members_found: int = Field(description="members of this group among the candidates the search looked at")
 
@@ -109,6 +162,8 @@ class SearchResponse(BaseModel):
     results: Results
     query: str
     top_k: int
+    offset: int = 0
+    below_min_score: int = Field(0, description="results of this page dropped by min_score")
     languages: list[str] | None
     group_by: str | None = None
     model: str
@@ -118,11 +173,13 @@ class SearchResponse(BaseModel):
 class QueryResults(BaseModel):
     query: str
     results: Results
+    below_min_score: int = Field(0, description="results of this page dropped by min_score")
 
 
 class BatchSearchResponse(BaseModel):
     results: list[QueryResults]
     top_k: int
+    offset: int = 0
     languages: list[str] | None
     group_by: str | None = None
     model: str

@@ -40,8 +40,8 @@ from tests.conftest import free_port, start_server, stop_server
 ROOT = Path(__file__).resolve().parents[1]
 
 
-XQUAD = ROOT.parent / "shared" / "data" / "xquad-r"
-SPLITS = ROOT.parent / "shared" / "data" / "splits" / "xquad-r-articles.json"
+XQUAD = ROOT / "data" / "xquad-r"
+SPLITS = ROOT / "data" / "splits" / "xquad-r-articles.json"
 
 
 def start_baseline(model_dir: Path, index_dir: Path) -> tuple[subprocess.Popen, str]:
@@ -221,6 +221,7 @@ def writes_section(args: argparse.Namespace) -> dict:
     import tempfile
 
     from app.corpus import Document
+    from app.filters import parse_filter
     from app.stores.embedded.collection import Collection
     from app.stores.embedded.index import SearchIndex
 
@@ -247,7 +248,8 @@ def writes_section(args: argparse.Namespace) -> dict:
             [Document("s", "text", "en")], vectors[:1]) else None, 3)  # fmt: skip
         during = [search_while_snapshotting(collection, vectors, i) for i in range(3)]
         searches = timed_ms(lambda i: collection.search(vectors[i % 200 : i % 200 + 1], 10), 500)
-        filtered = timed_ms(lambda i: collection.search(vectors[:1], 10, filters={"title": "Super_Bowl_50"}), 500)
+        one_title = parse_filter({"title": "Super_Bowl_50"})
+        filtered = timed_ms(lambda i: collection.search(vectors[:1], 10, where=one_title), 500)
         result = {
             "documents": collection.size,
             "upsert_one_ms_p50": round(float(np.median(upserts)), 2),

@@ -51,8 +51,9 @@ def _hit_results(hits: Hits, group_size: int) -> list[SearchResult]:
 def _group_results(groups: Groups, group_size: int) -> list[GroupResult]:
     return [
         GroupResult(
-            **_result(group.members[0], rank).model_dump(),
+            **_result(group.members[group.shown], rank).model_dump(),
             group=group.value,  # type: ignore[arg-type]
+            best_score=round(group.best.score, 6),
             members=[
                 GroupMember(id=m.document.id, lang=m.document.lang, score=round(m.score, 6))
                 for m in group.members[:group_size]
@@ -66,12 +67,13 @@ def _group_results(groups: Groups, group_size: int) -> list[GroupResult]:
 @router.post("/search", response_model=SearchResponse, summary="best passages for a query", responses=ERRORS)
 async def search(body: SearchRequest, request: Request) -> SearchResponse:
     engine, started = get_engine(request), time.perf_counter()
-    future = engine.search([body.query], body.top_k, body.languages, body.filters, body.truncate, body.group_by)
-    (found,) = await wait_for(future, get_settings(request))
+    (found,) = await wait_for(engine.search([body.query], body.spec()), get_settings(request))
     return SearchResponse(
         results=_answer(found, body.group_size),
         query=body.query,
         top_k=body.top_k,
+        offset=body.offset,
+        below_min_score=found.below_min_score,
         languages=body.languages,
         group_by=body.group_by,
         model=engine.model_name,
@@ -82,14 +84,14 @@ async def search(body: SearchRequest, request: Request) -> SearchResponse:
 @router.post("/search/batch", response_model=BatchSearchResponse, summary="many queries in one call", responses=ERRORS)
 async def search_batch(body: BatchSearchRequest, request: Request) -> BatchSearchResponse:
     engine, settings, started = get_engine(request), get_settings(request), time.perf_counter()
-    future = engine.search(body.queries, body.top_k, body.languages, body.filters, body.truncate, body.group_by)
-    found_lists = await wait_for(future, settings)
+    found_lists = await wait_for(engine.search(body.queries, body.spec()), settings)
     return BatchSearchResponse(
         results=[
-            QueryResults(query=query, results=_answer(found, body.group_size))
+            QueryResults(query=query, results=_answer(found, body.group_size), below_min_score=found.below_min_score)
             for query, found in zip(body.queries, found_lists, strict=True)
         ],
         top_k=body.top_k,
+        offset=body.offset,
         languages=body.languages,
         group_by=body.group_by,
         model=engine.model_name,

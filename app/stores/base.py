@@ -8,7 +8,6 @@ search-in-rounds that makes grouping exact.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 
 from app.corpus import Document, Group, Hit
 from app.errors import NotOnThisStore
+from app.filters import Filter, value_key
 from app.manifest import IndexManifest
 
 
@@ -33,7 +33,7 @@ class StoreHealth:
 
 class Store(ABC):
     """Documents with their passage embeddings: exact or approximate inner-product search, filtered by language
-    and by metadata equality, and writes that are durable when they return. Thread-safe."""
+    and by metadata (``app.filters``), and writes that are durable when they return. Thread-safe."""
 
     #: searches wait on the network: the engine runs them off the batcher's thread
     remote: bool = False
@@ -53,10 +53,10 @@ class Store(ABC):
 
     @abstractmethod
     def search(
-        self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, filters: dict | None = None
+        self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, where: Filter | None = None
     ) -> list[list[Hit]]:
-        """Top-k per query by inner product among the documents in ``languages`` whose metadata equals every
-        ``filters`` value."""
+        """Top-k per query by inner product among the documents in ``languages`` whose metadata satisfies
+        ``where`` (filtered inside the search, so that there are ``top_k`` when that many match)."""
 
     @abstractmethod
     def search_grouped(
@@ -65,7 +65,7 @@ class Store(ABC):
         top_k: int,
         group_by: str,
         languages: list[str] | None = None,
-        filters: dict | None = None,
+        where: Filter | None = None,
     ) -> list[list[Group]]:
         """The ``top_k`` groups (by ``group_by``'s value) with the best best-member score, per query."""
 
@@ -105,13 +105,8 @@ class Store(ABC):
     def close(self) -> None: ...
 
 
-def filter_key(field_name: str, value: object) -> tuple[str, str]:
-    """A metadata value's identity for filters and grouping: its JSON (so 1, 1.0 and true are three values)."""
-    return field_name, json.dumps(value, sort_keys=True)
-
-
 def is_scalar(value: object) -> bool:
-    return isinstance(value, str | int | float | bool)
+    return value_key(value) is not None
 
 
 def group_hits(hits: list[Hit], group_by: str) -> list[Group]:
@@ -119,7 +114,7 @@ def group_hits(hits: list[Hit], group_by: str) -> list[Group]:
     groups: dict[tuple[str, object], list[Hit]] = {}
     for hit in hits:
         metadata = hit.document.metadata
-        key = ("value", filter_key(group_by, metadata[group_by])) if group_by in metadata else ("id", hit.document.id)
+        key = ("value", value_key(metadata[group_by])) if group_by in metadata else ("id", hit.document.id)
         groups.setdefault(key, []).append(hit)
     return [Group(members[0].document.metadata.get(group_by), members) for members in groups.values()]
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from app.corpus import Document, Group, Hit
 from app.errors import ReadOnlyIndex, StorageFull
+from app.filters import Filter
 from app.manifest import IndexManifest, ManifestError
 from app.stores.base import Store, StoreHealth
 from app.stores.embedded.backup import backup_folder, discard_backup_folders
@@ -155,10 +156,10 @@ class Collection(Store):
             return self.index.languages
 
     def search(
-        self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, filters: dict | None = None
+        self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, where: Filter | None = None
     ) -> list[list[Hit]]:
         with self._lock:
-            return self.index.search(queries, top_k, languages, filters)
+            return self.index.search(queries, top_k, languages, where)
 
     def search_grouped(
         self,
@@ -166,10 +167,10 @@ class Collection(Store):
         top_k: int,
         group_by: str,
         languages: list[str] | None = None,
-        filters: dict | None = None,
+        where: Filter | None = None,
     ) -> list[list[Group]]:
         with self._lock:
-            return self.index.search_grouped(queries, top_k, group_by, languages, filters)
+            return self.index.search_grouped(queries, top_k, group_by, languages, where)
 
     @property
     def group_fields(self) -> list[str]:

@@ -15,16 +15,17 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 
 from app.corpus import Document, Group, Hit
 from app.errors import GroupingError, ReadOnlyIndex
+from app.filters import AllOf, AnyOf, Bound, Condition, Filter, Negation, instant, value_key
 from app.jsonl import json_objects
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
-from app.stores.base import filter_key, is_scalar, top_groups
+from app.stores.base import top_groups
 from app.stores.embedded.integrity import (
     CHECKSUMMED_FORMAT,
     ChecksumCheck,
@@ -75,9 +76,12 @@ class SearchIndex:
         self._docs: dict[int, Document] = {}
         self._slot_of: dict[str, int] = {}
         self._lang_slots: dict[str, set[int]] = {}
-        self._postings: dict[tuple[str, str], set[int]] = {}
+        # metadata field -> scalar value (value_key) -> slots: equality, $in and ranges read it
+        self._values: dict[str, dict[tuple[str, Any], set[int]]] = {}
+        self._holders: dict[str, set[int]] = {}  # metadata field -> slots holding it, any value ($exists)
         # documents holding each metadata field, by whether its value is a scalar (grouping needs scalars)
         self._field_count: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
+        self._instants: dict[str, float | None] = {}  # date strings met by range filters, parsed once
         for slot, document in enumerate(documents):
             self._remember(slot, document)
         self._next_slot = len(documents)
@@ -86,19 +90,25 @@ class SearchIndex:
         self._docs[slot] = document
         self._slot_of[document.id] = slot
         self._lang_slots.setdefault(document.lang, set()).add(slot)
-        for key in self._filter_keys(document):
-            self._postings.setdefault(key, set()).add(slot)
         for name, value in document.metadata.items():
-            self._field_count[is_scalar(value)][name] += 1
+            self._holders.setdefault(name, set()).add(slot)
+            key = value_key(value)
+            if key is not None:
+                self._values.setdefault(name, {}).setdefault(key, set()).add(slot)
+            self._field_count[key is not None][name] += 1
 
     def _forget(self, slot: int) -> None:
         document = self._docs.pop(slot)
         del self._slot_of[document.id]
         self._discard(self._lang_slots, document.lang, slot)
-        for key in self._filter_keys(document):
-            self._discard(self._postings, key, slot)
         for name, value in document.metadata.items():
-            counts = self._field_count[is_scalar(value)]
+            self._discard(self._holders, name, slot)
+            key = value_key(value)
+            if key is not None:
+                self._discard(self._values[name], key, slot)
+                if not self._values[name]:
+                    del self._values[name]
+            counts = self._field_count[key is not None]
             counts[name] -= 1
             if not counts[name]:
                 del counts[name]
@@ -108,10 +118,6 @@ class SearchIndex:
         buckets[key].discard(slot)
         if not buckets[key]:
             del buckets[key]
-
-    @staticmethod
-    def _filter_keys(document: Document) -> list[tuple[str, str]]:
-        return [filter_key(k, v) for k, v in document.metadata.items() if is_scalar(v)]
 
     @property
     def size(self) -> int:
@@ -136,33 +142,82 @@ class SearchIndex:
     def passage_ids(self, doc_ids: Iterable[str]) -> list[str]:
         """The passages of these documents: the passage with the id itself, and those split from it."""
         found: dict[str, None] = {}
+        split_from = self._values.get("doc_id", {})
         for doc_id in doc_ids:
             if doc_id in self._slot_of:
                 found[doc_id] = None
-            for slot in sorted(self._postings.get(filter_key("doc_id", doc_id), ())):
+            for slot in sorted(split_from.get(("string", doc_id), ())):
                 found[self._docs[slot].id] = None
         return list(found)
 
-    def _allowed_slots(self, languages: Iterable[str] | None, filters: dict | None) -> set[int] | None:
+    def _allowed_slots(self, languages: Iterable[str] | None, where: Filter | None) -> set[int] | None:
         """Slots a search may return, or None for all of them."""
         allowed: set[int] | None = None
         if languages is not None:
             allowed = set().union(*(self._lang_slots.get(lang, set()) for lang in languages))
-        for field_name, value in (filters or {}).items():
-            matching = self._postings.get(filter_key(field_name, value), set())
-            allowed = matching if allowed is None else allowed & matching
+        if where is not None:
+            slots, negated = self._select(where)
+            if not negated:
+                allowed = slots if allowed is None else allowed & slots
+            else:
+                allowed = (set(self._docs) if allowed is None else allowed) - slots
         return allowed
+
+    def _select(self, node: Filter) -> tuple[set[int], bool]:
+        """The slots a filter allows as (slots, negated): negated means every slot but these, so that $ne, $nin and
+        $not cost what their positive form costs. Sets are fresh: callers may change them."""
+        if isinstance(node, Negation):
+            slots, negated = self._select(node.part)
+            return slots, not negated
+        if isinstance(node, AllOf | AnyOf):
+            chosen = [self._select(part) for part in node.parts]
+            positive = [slots for slots, negated in chosen if not negated]
+            negative = [slots for slots, negated in chosen if negated]
+            if isinstance(node, AllOf):  # P1 & P2 & ~N1 & ~N2 = (P1 & P2) - (N1 | N2)
+                excluded = set().union(*negative)
+                if positive:
+                    return set.intersection(*positive) - excluded, False
+                return excluded, True
+            included = set().union(*positive)  # P | ~N1 | ~N2 = ~((N1 & N2) - P)
+            if negative:
+                return set.intersection(*negative) - included, True
+            return included, False
+        return self._select_condition(node)
+
+    def _select_condition(self, condition: Condition) -> tuple[set[int], bool]:
+        values = self._values.get(condition.field, {})
+        op, wanted = condition.op, condition.value
+        if op == "exists":
+            return set(self._holders.get(condition.field, ())), not wanted
+        if isinstance(wanted, tuple):  # $in, $nin
+            keys = {value_key(v) for v in wanted}
+            return set().union(*(values.get(key, set()) for key in keys if key is not None)), op == "nin"
+        if not isinstance(wanted, Bound):  # $eq, $ne
+            key = value_key(wanted)
+            return set(values.get(key, ()) if key is not None else ()), op == "ne"
+        selected: set[int] = set()
+        for (kind, value), slots in values.items():  # the field's distinct values, not its documents
+            if wanted.kind == "number" and kind == "number":
+                if wanted.compare(op, value):
+                    selected |= slots
+            elif wanted.kind == "instant" and kind == "string":
+                if value not in self._instants:
+                    self._instants[value] = instant(value)
+                when = self._instants[value]
+                if when is not None and wanted.compare(op, when):
+                    selected |= slots
+        return selected, False
 
     def search(
         self,
         queries: np.ndarray,
         top_k: int,
         languages: Iterable[str] | None = None,
-        filters: dict | None = None,
+        where: Filter | None = None,
     ) -> list[list[Hit]]:
-        """Top-k by inner product (cosine for normalised vectors), optionally among some languages and
-        documents whose metadata equals every ``filters`` value (exact, not post-filtered)."""
-        return self._search_among(queries, top_k, self._allowed_slots(languages, filters))
+        """Top-k by inner product (cosine for normalised vectors), optionally among some languages and the
+        documents whose metadata satisfies ``where`` (exact: filtered inside the search, not after it)."""
+        return self._search_among(queries, top_k, self._allowed_slots(languages, where))
 
     def _search_among(self, queries: np.ndarray, top_k: int, allowed: set[int] | None) -> list[list[Hit]]:
         """Top-k among the ``allowed`` slots (None: all of them)."""
@@ -200,12 +255,12 @@ class SearchIndex:
         top_k: int,
         group_by: str,
         languages: Iterable[str] | None = None,
-        filters: dict | None = None,
+        where: Filter | None = None,
         first_fetch: int = 0,
     ) -> list[list[Group]]:
         """The ``top_k`` groups among the allowed documents, exactly (see ``top_groups``)."""
         self.check_group_field(group_by)
-        allowed = self._allowed_slots(languages, filters)
+        allowed = self._allowed_slots(languages, where)
         available = self.size if allowed is None else len(allowed)
 
         def search(rows: np.ndarray, fetch: int) -> list[list[Hit]]:

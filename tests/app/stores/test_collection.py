@@ -15,6 +15,7 @@ from app.build import build_index
 from app.corpus import Document
 from app.encoder import OnnxEncoder
 from app.errors import ReadOnlyIndex
+from app.filters import parse_filter
 from app.stores.embedded.collection import Collection
 from app.stores.embedded.index import SearchIndex, version_folders
 from app.stores.embedded.wal import read_log, read_records, wal_path
@@ -71,8 +72,9 @@ def test_upsert_replaces_text_metadata_and_vector(encoder: OnnxEncoder, writable
     vector = encoder.encode([replacement.text], "passage")
     collection.upsert([replacement], vector)
     assert collection.size == base + 1 and collection.get("same-0") == replacement
-    assert collection.search(vector, top_k=1, filters={"topic": "x"})[0][0].score == pytest.approx(1.0, abs=1e-5)
-    assert collection.search(first_vectors, top_k=5, filters={"tag": "same"})[0] == []  # old metadata gone
+    (best,) = collection.search(vector, top_k=1, where=parse_filter({"topic": "x"}))[0]
+    assert best.score == pytest.approx(1.0, abs=1e-5)
+    assert collection.search(first_vectors, top_k=5, where=parse_filter({"tag": "same"}))[0] == []  # old metadata gone
 
 
 def test_snapshots_run_in_the_background_and_fold_the_log(encoder: OnnxEncoder, writable_index: Path) -> None:
@@ -130,9 +132,9 @@ def test_filters_combine_with_languages(encoder: OnnxEncoder, writable_index: Pa
     collection = Collection(writable_index)
     documents, vectors = new_documents(encoder, 9)
     collection.upsert(documents, vectors)
-    hits = collection.search(vectors[:1], top_k=20, languages=["en"], filters={"topic": 1, "tag": "new"})[0]
+    hits = collection.search(vectors[:1], top_k=20, languages=["en"], where=parse_filter({"topic": 1, "tag": "new"}))[0]
     assert sorted(h.document.id for h in hits) == ["new-1", "new-4", "new-7"]
-    assert collection.search(vectors[:1], top_k=5, filters={"topic": True})[0] == []  # true is not 1
+    assert collection.search(vectors[:1], top_k=5, where=parse_filter({"topic": True}))[0] == []  # true is not 1
 
 
 def test_hnsw_is_read_only(encoder: OnnxEncoder, tiny_corpus: Path, tmp_path: Path) -> None:

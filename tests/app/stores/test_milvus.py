@@ -13,6 +13,7 @@ import pytest
 from app.corpus import Document
 from app.encoder import OnnxEncoder
 from app.errors import GroupingError, InvalidRequest, StoreUnavailable
+from app.filters import parse_filter
 from app.manifest import ManifestError
 from app.stores.embedded.index import SearchIndex
 from app.stores.milvus import CollectionIdentity, MilvusStore, filter_expression, milvus_literal
@@ -77,23 +78,37 @@ def test_values_a_milvus_expression_cannot_hold_are_422(value: object, message: 
 
 def test_filter_expression() -> None:
     assert filter_expression(None, None) == ""
-    assert filter_expression(["de", "en"], {"group": "p001", 'we"ird': 2}) == (
-        'lang in ["de", "en"] and metadata["group"] == "p001" and metadata["we\\"ird"] == 2'
+    assert filter_expression(["de", "en"], parse_filter({"group": "p001", 'we"ird': 2})) == (
+        'lang in ["de", "en"] and ((metadata["group"] == "p001") and (metadata["we\\"ird"] == 2))'
     )
+    # no `not` in Milvus Lite: pushed down to the conditions; a range's negation also holds for other kinds
+    negated = parse_filter({"$not": {"$or": [{"a": {"$in": [1, 2.5, "x"]}}, {"n": {"$gt": 3}}]}})
+    assert filter_expression(None, negated) == (
+        '((metadata["a"] not in [1] and (metadata["a"] not in [2.5] and metadata["a"] not in ["x"])) and '
+        '(metadata["n"] <= 3 or filterable["kind"]["n"] != "number"))'
+    )
+
+
+def test_a_collection_without_field_kinds_refuses_only_what_needs_them() -> None:
+    assert filter_expression(None, parse_filter({"n": {"$gt": 3}, "s": {"$ne": "x"}}), filterable=False)
+    for needs_kinds in ({"n": {"$exists": True}}, {"d": {"$gte": "2024-01-01"}}, {"$not": {"n": {"$lt": 1}}}):
+        with pytest.raises(InvalidRequest, match="need a collection made by this version"):
+            filter_expression(None, parse_filter(needs_kinds), filterable=False)
 
 
 def test_same_answers_as_faiss_exact_search(milvus: MilvusStore, faiss_index: SearchIndex, queries: np.ndarray) -> None:
     assert milvus.size == faiss_index.size == 220 and milvus.languages == faiss_index.languages
     assert milvus.group_fields == faiss_index.group_fields
-    for languages, filters in [
+    for languages, raw in [
         (None, None),
         (["de", "zh"], None),
         (None, {"group": "p003"}),
         (["en"], {"title": "Super_Bowl_50"}),
         (None, {"title": 1}),
     ]:
-        expected = ranking(faiss_index.search(queries, 10, languages, filters))
-        assert ranking(milvus.search(queries, 10, languages, filters)) == expected
+        where = parse_filter(raw) if raw else None
+        expected = ranking(faiss_index.search(queries, 10, languages, where))
+        assert ranking(milvus.search(queries, 10, languages, where)) == expected
     grouped = milvus.search_grouped(queries, 4, "group", ["de", "en", "es"])
     expected_groups = faiss_index.search_grouped(queries, 4, "group", ["de", "en", "es"])
     assert [[(g.value, len(g.members)) for g in groups] for groups in grouped] == [
@@ -106,9 +121,9 @@ def test_user_values_cannot_widen_an_expression(milvus: MilvusStore, queries: np
     sneaky = 'x" or lang != "'
     vector = queries[:1]
     milvus.upsert([Document("sneaky", "text", "en", {"note": sneaky, 'k"ey': "v"})], vector)
-    assert milvus.search(vector, 50, filters={"group": sneaky}) == [[]]
-    assert [h.document.id for h in milvus.search(vector, 50, filters={"note": sneaky})[0]] == ["sneaky"]
-    assert [h.document.id for h in milvus.search(vector, 50, filters={'k"ey': "v"})[0]] == ["sneaky"]
+    assert milvus.search(vector, 50, where=parse_filter({"group": sneaky})) == [[]]
+    assert [h.document.id for h in milvus.search(vector, 50, where=parse_filter({"note": sneaky}))[0]] == ["sneaky"]
+    assert [h.document.id for h in milvus.search(vector, 50, where=parse_filter({'k"ey': "v"}))[0]] == ["sneaky"]
     # "a']||id not in ['b" makes MilvusClient.get(ids=) return every row (and delete(ids=) delete it)
     for doc_id in ("a']||id not in ['b", 'a"]||id not in ["b', 'a"||id!="', "a\\"):
         assert milvus.get(doc_id) is None
@@ -132,7 +147,8 @@ def test_single_quotes_in_field_names_are_written_and_in_ids_refused_on_milvus_l
     milvus.upsert([Document("quoted-field", "text", "en", {"it's": 1})], queries[:1])
     milvus.upsert([Document("quoted-field", "text again", "en", {"it's": 2})], queries[:1])
     assert "it's" in milvus.group_fields
-    assert [h.document.id for h in milvus.search(queries[:1], 5, filters={"it's": 2})[0]] == ["quoted-field"]
+    found = milvus.search(queries[:1], 5, where=parse_filter({"it's": 2}))[0]
+    assert [h.document.id for h in found] == ["quoted-field"]
     with pytest.raises(InvalidRequest, match="single quote"):
         milvus.upsert([Document("it's", "text", "en")], queries[:1])
     assert milvus.get("it's") is None

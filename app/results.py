@@ -1,0 +1,69 @@
+"""What a search shows of what the store found: the page at ``offset``, the score floor, and the member each group
+shows first (the reader's language). Retrieval stays language-agnostic; only the presentation of a group changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.corpus import Group, Groups, Hit, Hits
+from app.filters import Filter
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What one search asks for (every query of a batch asks the same)."""
+
+    top_k: int = 10
+    offset: int = 0
+    languages: list[str] | None = None
+    where: Filter | None = None
+    min_score: float | None = None
+    group_by: str | None = None
+    prefer_languages: tuple[str, ...] = ()
+    truncate: bool = False
+
+    @property
+    def window(self) -> int:
+        """How many results (or groups) the store must find: those skipped by ``offset`` and the page."""
+        return self.offset + self.top_k
+
+
+def hit_page(found: Sequence[Hit], spec: SearchSpec) -> Hits:
+    """The page of passages at ``spec.offset``, without those below the floor."""
+    page = Hits(found[spec.offset : spec.window])
+    if spec.min_score is not None:
+        kept = Hits(hit for hit in page if hit.score >= spec.min_score)
+        kept.below_min_score = len(page) - len(kept)
+        return kept
+    return page
+
+
+def group_page(found: Sequence[Group], spec: SearchSpec) -> Groups:
+    """The page of groups at ``spec.offset``: a group stays when its best member reaches the floor and lists only
+    the members that do; each shows its best member in the earliest preferred language it has, else its best."""
+    page = found[spec.offset : spec.window]
+    kept = Groups()
+    for group in page:
+        members = group.members
+        if spec.min_score is not None:
+            members = [m for m in members if m.score >= spec.min_score]
+            if not members:
+                continue
+        kept.append(Group(group.value, members, shown_member(members, spec.prefer_languages)))
+    kept.below_min_score = len(page) - len(kept)
+    return kept
+
+
+def shown_member(members: Sequence[Hit], prefer_languages: Sequence[str]) -> int:
+    """Index of the best-scoring member (members are best first) in the earliest preferred language present."""
+    for lang in prefer_languages:
+        for i, member in enumerate(members):
+            if _same_language(member.document.lang, lang):
+                return i
+    return 0
+
+
+def _same_language(tag: str, wanted: str) -> bool:
+    """``de`` prefers ``de`` and ``de-ch``; ``de-ch`` prefers only ``de-ch``."""
+    return tag == wanted or tag.startswith(wanted + "-")
