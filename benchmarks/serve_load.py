@@ -3,7 +3,7 @@
 1. Load: both servers on loopback (same model, same FAISS index), concurrency 1/8/32/64, bounded by request
    count and time: QPS, p50/p95/p99, errors, ratio. Queries are XQuAD-R questions in 11 languages that our server
    has never seen (its query cache cannot help); a second workload cycles 240 demo questions (cache hits).
-2. Encode throughput: torch fp32 vs ONNX Runtime fp32 vs the served ONNX int8 on 256 passages of ~60 words,
+2. Encode throughput: torch fp32 vs ONNX Runtime fp32 vs ONNX int8 on 256 passages of ~60 words,
    and on 512 demo queries, in batches of 32.
    Also: a lone request with dynamic batching vs one text per model call (does batching cost it anything?),
    and what a durable write, a snapshot and a search cost in-process.
@@ -179,7 +179,7 @@ def encode_section(args: argparse.Namespace) -> dict:
     backends = {
         "torch fp32": lambda texts, kind: torch_encoder.embed(texts, onnx["fp32"].prefix(kind), batch_size=32),
         "onnx fp32": lambda texts, kind: onnx["fp32"].encode(texts, kind, 32),
-        "onnx int8 (served)": lambda texts, kind: onnx["int8"].encode(texts, kind, 32),
+        "onnx int8": lambda texts, kind: onnx["int8"].encode(texts, kind, 32),
     }
     result: dict = {
         "passages": len(passages),

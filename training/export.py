@@ -93,10 +93,8 @@ def export_fp32(loaded: LoadedEncoder, path: Path, opset: int = OPSET) -> None:
     tmp.replace(path)
 
 
-# FFN down-projections kept fp32. A scan on the dev articles (multilingual-e5-small, multi mAP; fp32 .342) chose
-# them: none kept .323 (2.4x fp32 speed on batches of 32 queries), layer 4 .332, layers 3-4 .331, 4-5 .332,
-# 3-5 .333, 2-5 .334. Keeping all twelve (1.5x) is barely better (MEASURED.md); 3-5 keeps most of the quality at
-# little cost in speed (docs/PERFORMANCE.md).
+# FFN down-projections kept fp32: chosen by a scan on the dev articles, most of fp32's quality at little cost in
+# speed (docs/PERFORMANCE.md, int8 quality).
 INT8_FP32_LAYERS = (3, 4, 5)
 
 

@@ -46,7 +46,7 @@ class LoadedEncoder:
     def tokenize(
         self, texts: Sequence[str], prefix: str = "", max_length: int | None = None
     ) -> dict[str, torch.Tensor]:
-        # Strip: a trailing space would become a lone "▁" token in some tokenizers (see MEASURED.md).
+        # Strip: a trailing space would become a lone "▁" token in some tokenizers.
         return self.tokenizer(
             [model_input(prefix, text) for text in texts],
             padding=True,
