@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import faiss
+import numpy as np
 
 from app.batcher import BatchStats, EncodeBatcher, Encoded
-from app.corpus import Document, Groups, Hits, metadata_problem
+from app.corpus import Document, Group, Groups, Hit, Hits, metadata_problem
 from app.encoder import OnnxEncoder, TextKind, choose_variant
 from app.errors import InvalidRequest, NotReady, RequestTooLarge, ServiceError
+from app.filters import AllOf, Condition, Filter, value_key
 from app.ingest.passages import PassageMaker, passage_maker
 from app.ingest.sources import SourceDocument
 from app.manifest import IndexManifest
@@ -30,6 +33,7 @@ from app.status import EngineStatus
 from app.stores import Store, StoredEmbeddings, check_index, open_store, stored_embeddings
 
 log = logging.getLogger(__name__)
+MAX_PREFERRED_MEMBERS = 10_000  # members in the preferred languages looked up for one page of groups
 
 
 class SearchEngine:
@@ -183,32 +187,81 @@ class SearchEngine:
         check_count(queries, limits.max_batch_queries, "queries")
         if not 1 <= spec.top_k <= limits.max_top_k:
             raise InvalidRequest(f"top_k must be between 1 and {limits.max_top_k}, got {spec.top_k}")
-        if spec.window > limits.max_top_k:
+        if spec.window > limits.max_result_window:
             raise InvalidRequest(
-                f"offset + top_k is {spec.window}; a search pages through the first {limits.max_top_k} results "
-                "(SEARCH_MAX_TOP_K): narrow it with filters or languages instead"
+                f"offset + top_k is {spec.window}; a search pages through the first {limits.max_result_window} "
+                "results (SEARCH_MAX_RESULT_WINDOW): narrow it with filters or languages instead"
             )
         self._check_texts(queries, limits.max_query_chars, "query")
-        if spec.languages is not None:
-            known = store.languages
-            unknown = sorted(set(spec.languages) - set(known))
-            if unknown:
-                raise InvalidRequest(f"unknown language(s) {unknown}; the index has {known}")
-        wanted = sorted(set(spec.languages)) if spec.languages else None
+        wanted = self._known_languages(store, spec.languages)
         group_by = spec.group_by
         if group_by is not None:
             store.check_group_field(group_by)  # 422 before any encoding
 
         def find(encoded: Encoded) -> list[Hits] | list[Groups]:
-            if group_by is not None:
-                found = store.search_grouped(encoded.embeddings, spec.window, group_by, wanted, spec.where)
-                return [group_page(groups, spec) for groups in found]
-            return [hit_page(hits, spec) for hits in store.search(encoded.embeddings, spec.window, wanted, spec.where)]
+            vectors = encoded.embeddings
+            if group_by is None:
+                return [hit_page(hits, spec) for hits in store.search(vectors, spec.window, wanted, spec.where)]
+            found = store.search_grouped(vectors, spec.window, group_by, wanted, spec.where)
+            return [
+                group_page(groups, spec, partial(self._preferred_members, store, vectors[i : i + 1], group_by, spec))
+                for i, groups in enumerate(found)
+            ]
 
         if self._store_calls is None:  # an in-process search takes ~1 ms: on the batcher's thread, no hop
             return batcher.submit(queries, "query", self.max_query_tokens(), spec.truncate, then=find)
         encoded = batcher.submit(queries, "query", self.max_query_tokens(), spec.truncate)
         return _then_on(self._store_calls, encoded, find)
+
+    @staticmethod
+    def _preferred_members(
+        store: Store, vector: np.ndarray, group_by: str, spec: SearchSpec, groups: Sequence[Group]
+    ) -> list[list[Hit]]:
+        """Per group, its members in the preferred languages (one filtered search over all the page's groups)."""
+        preferred = sorted(set(spec.prefer_languages) & set(store.languages))
+        values = [group.value for group in groups if isinstance(group.value, str | int | float | bool)]
+        extra: list[list[Hit]] = [[] for _ in groups]
+        if not preferred or not values:
+            return extra
+        in_groups: Filter = Condition(group_by, "in", tuple(values))
+        where = in_groups if spec.where is None else AllOf((spec.where, in_groups))
+        wanted = [lang for lang in preferred if spec.languages is None or lang in spec.languages]
+        available = min(store.count(wanted, where), MAX_PREFERRED_MEMBERS) if wanted else 0
+        if available == 0:
+            return extra
+        position = {value_key(group.value): i for i, group in enumerate(groups)}
+        for hit in store.search(vector, available, wanted, where)[0]:
+            i = position.get(value_key(hit.document.metadata.get(group_by)))
+            if i is not None:
+                extra[i].append(hit)
+        return extra
+
+    @staticmethod
+    def _known_languages(store: Store, languages: list[str] | None) -> list[str] | None:
+        """``languages`` sorted, or 422 naming those the store has never held."""
+        if languages is None:
+            return None
+        known = store.languages
+        unknown = sorted(set(languages) - set(known))
+        if unknown:
+            raise InvalidRequest(f"unknown language(s) {unknown}; the index has {known}")
+        return sorted(set(languages))
+
+    def count(self, languages: list[str] | None, where: Filter | None) -> int:
+        store = self._parts()[1]
+        return store.count(self._known_languages(store, languages), where)
+
+    def scroll(
+        self, limit: int, after: str | None, languages: list[str] | None, where: Filter | None
+    ) -> list[Document]:
+        store = self._parts()[1]
+        return store.scroll(limit, after, self._known_languages(store, languages), where)
+
+    def delete_where(self, languages: list[str] | None, where: Filter | None) -> int:
+        """Delete every passage selected (one write); how many. Blocking: call it off the event loop."""
+        store = self._parts()[1]
+        store.require_writable()
+        return store.delete_where(self._known_languages(store, languages), where)
 
     def document_passages(self, documents: list[SourceDocument], split: bool = True) -> list[Document]:
         """Documents to be written: count, text and metadata checks, then their passages (split above the passage
@@ -269,10 +322,10 @@ class SearchEngine:
         _, store, _ = self._parts()
         return store.upsert(passages, encoded.embeddings, replacing=documents)
 
-    def delete(self, doc_id: str) -> list[str]:
-        """Delete a document (all its passages); the passage ids deleted."""
+    def delete(self, doc_ids: list[str]) -> list[str]:
+        """Delete documents (all their passages) in one write; the passage ids deleted."""
         _, store, _ = self._parts()
-        return store.delete([doc_id])
+        return store.delete(doc_ids)
 
     def size(self) -> int:
         return self._parts()[1].size

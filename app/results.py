@@ -3,7 +3,7 @@ shows first (the reader's language). Retrieval stays language-agnostic; only the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.corpus import Group, Groups, Hit, Hits
@@ -39,13 +39,21 @@ def hit_page(found: Sequence[Hit], spec: SearchSpec) -> Hits:
     return page
 
 
-def group_page(found: Sequence[Group], spec: SearchSpec) -> Groups:
+def group_page(
+    found: Sequence[Group],
+    spec: SearchSpec,
+    preferred_members: Callable[[Sequence[Group]], list[list[Hit]]] | None = None,
+) -> Groups:
     """The page of groups at ``spec.offset``: a group stays when its best member reaches the floor and lists only
-    the members that do; each shows its best member in the earliest preferred language it has, else its best."""
-    page = found[spec.offset : spec.window]
+    the members that do; each shows its best member in the earliest preferred language it has, else its best.
+
+    A grouped search stops once the groups are certain, so it may not have met a group's member in the preferred
+    language: ``preferred_members`` finds, per group of the page, its members in the preferred languages."""
+    page = list(found[spec.offset : spec.window])
+    extra = preferred_members(page) if preferred_members and spec.prefer_languages else [[] for _ in page]
     kept = Groups()
-    for group in page:
-        members = group.members
+    for group, more in zip(page, extra, strict=True):
+        members = _merged(group.members, more)
         if spec.min_score is not None:
             members = [m for m in members if m.score >= spec.min_score]
             if not members:
@@ -53,6 +61,12 @@ def group_page(found: Sequence[Group], spec: SearchSpec) -> Groups:
         kept.append(Group(group.value, members, shown_member(members, spec.prefer_languages)))
     kept.below_min_score = len(page) - len(kept)
     return kept
+
+
+def _merged(members: list[Hit], more: list[Hit]) -> list[Hit]:
+    known = {m.document.id for m in members}
+    new = [hit for hit in more if hit.document.id not in known]
+    return sorted(members + new, key=lambda hit: -hit.score) if new else members
 
 
 def shown_member(members: Sequence[Hit], prefer_languages: Sequence[str]) -> int:

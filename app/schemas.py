@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from app.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_IN_VALUES, parse_filter
+from app.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_IN_VALUES, Filter, parse_filter
 from app.ingest.languages import normalize_language
 from app.results import SearchSpec
 
@@ -15,6 +15,9 @@ from app.results import SearchSpec
 DOCUMENT_ID_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,256}$"
 DocumentId = Annotated[str, StringConstraints(pattern=DOCUMENT_ID_PATTERN)]
 
+
+MAX_SCROLL_LIMIT = 1000
+MAX_DELETE_IDS = 10_000
 
 # BCP-47, normalised to lowercase ("EN" -> "en", "pt_BR" -> "pt-br"): the form the index stores
 LanguageCode = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalize_language)]
@@ -288,6 +291,65 @@ class DocumentOut(BaseModel):
     text: str
     lang: str
     metadata: dict = Field(default_factory=dict)
+
+
+class DocumentSelection(Strict):
+    """Which passages a count, a listing or a delete is about: those in ``languages`` whose metadata satisfies
+    ``filters`` (both optional)."""
+
+    filters: FilterExpression | None = None
+    languages: list[LanguageCode] | None = Field(
+        None, min_length=1, max_length=64, description="only passages in these languages"
+    )
+
+    def where(self) -> Filter | None:
+        return parse_filter(self.filters) if self.filters else None
+
+
+class CountRequest(DocumentSelection):
+    pass
+
+
+class CountResponse(BaseModel):
+    count: int = Field(description="passages selected")
+
+
+class ScrollRequest(DocumentSelection):
+    limit: int = Field(100, ge=1, le=MAX_SCROLL_LIMIT, description=f"passages per page (1..{MAX_SCROLL_LIMIT})")
+    cursor: str | None = Field(
+        None, max_length=1024, description="the previous page's next_cursor; leave it out for the first page"
+    )
+
+
+class ScrollResponse(BaseModel):
+    documents: list[DocumentOut] = Field(description="passages in id order")
+    next_cursor: str | None = Field(description="pass it as cursor for the next page; null after the last one")
+
+
+class BulkDeleteRequest(DocumentSelection):
+    """Delete documents by id (each with all its passages), or every passage a selection holds: one write."""
+
+    ids: list[DocumentId] | None = Field(
+        None, min_length=1, max_length=MAX_DELETE_IDS, description=f"document ids (1..{MAX_DELETE_IDS})"
+    )
+
+    @model_validator(mode="after")
+    def one_selection(self) -> BulkDeleteRequest:
+        selects = bool(self.filters) or self.languages is not None
+        if (self.ids is None) == (not selects):
+            raise ValueError(
+                "give either ids, or a non-empty filters and/or languages (to delete everything, list every language "
+                "of /ready's languages)"
+            )
+        return self
+
+
+class BulkDeleteResponse(BaseModel):
+    passages: int = Field(description="passages deleted")
+    passage_ids: list[str] | None = Field(
+        description="their ids, when deleted by id (a delete by filter reports the count only)"
+    )
+    index_size: int
 
 
 class DeleteResponse(BaseModel):

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(2000, ge=1, description="longer queries are refused (422)")
     max_query_tokens: int = Field(512, ge=8, description="longer queries are refused (422), never truncated")
     max_top_k: int = Field(100, ge=1, description="largest top_k a request may ask for")
+    max_result_window: int = Field(
+        1000, ge=1, description="largest offset + top_k: how deep a search may page (each page searches that deep)"
+    )
     max_batch_queries: int = Field(64, ge=1, description="most queries/inputs in one /search/batch or /v1/embeddings")
     max_documents_per_request: int = Field(256, ge=1, description="most documents in one POST /documents")
     max_document_chars: int = Field(20000, ge=1, description="longer document texts are refused (422)")

@@ -1,5 +1,6 @@
 """The documents API: upsert a batch (long documents split into passages), get a passage, delete a document with
-its passages. Writes need a write key and are durable when acknowledged."""
+its passages, delete many by id or by filter, count and list (scroll) by filter. Writes need a write key and are
+durable when acknowledged."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ from app.ingest.files import MEDIA_TYPES, UnreadableFile, document_text
 from app.ingest.sources import SourceDocument
 from app.schemas import (
     DOCUMENT_ID_PATTERN,
+    BulkDeleteRequest,
+    BulkDeleteResponse,
+    CountRequest,
+    CountResponse,
     DeleteResponse,
     DocumentId,
     DocumentOut,
     LanguageCode,
+    ScrollRequest,
+    ScrollResponse,
     UpsertRequest,
     UpsertResponse,
 )
@@ -112,8 +119,54 @@ def get_document(request: Request, doc_id: DocumentId = PathId) -> DocumentOut:
 def delete_document(request: Request, doc_id: DocumentId = PathId) -> DeleteResponse:
     engine = get_engine(request)
     engine.require_writable()
-    deleted = engine.delete(doc_id)
+    deleted = engine.delete([doc_id])
     if not deleted:
         raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
     request.app.state.metrics.writes.labels("delete").inc(len(deleted))
     return DeleteResponse(deleted=doc_id, passages=len(deleted), index_size=engine.size())
+
+
+@router.post(
+    "/documents/delete",
+    response_model=BulkDeleteResponse,
+    summary="delete documents by id, or every passage a filter and/or languages select; one durable write",
+    dependencies=[Depends(require_write_key)],
+    responses=documented(401, 403, 409, 422, 503, 507),
+)
+async def delete_documents(body: BulkDeleteRequest, request: Request) -> BulkDeleteResponse:
+    engine = get_engine(request)
+    if body.ids is not None:
+        deleted = await run_in_threadpool(engine.delete, body.ids)  # fsync: off the event loop
+        passages, passage_ids = len(deleted), deleted
+    else:
+        passages, passage_ids = await run_in_threadpool(engine.delete_where, body.languages, body.where()), None
+    request.app.state.metrics.writes.labels("delete").inc(passages)
+    return BulkDeleteResponse(passages=passages, passage_ids=passage_ids, index_size=engine.size())
+
+
+@router.post(
+    "/documents/count",
+    response_model=CountResponse,
+    summary="how many passages a filter and/or languages select",
+    dependencies=[Depends(require_read_key)],
+    responses=documented(401, 403, 422, 503),
+)
+async def count_documents(body: CountRequest, request: Request) -> CountResponse:
+    engine = get_engine(request)
+    return CountResponse(count=await run_in_threadpool(engine.count, body.languages, body.where()))
+
+
+@router.post(
+    "/documents/scroll",
+    response_model=ScrollResponse,
+    summary="list passages in id order, a page at a time (for export); optionally those a filter selects",
+    dependencies=[Depends(require_read_key)],
+    responses=documented(401, 403, 422, 503),
+)
+async def scroll_documents(body: ScrollRequest, request: Request) -> ScrollResponse:
+    engine = get_engine(request)
+    page = await run_in_threadpool(engine.scroll, body.limit, body.cursor, body.languages, body.where())
+    return ScrollResponse(
+        documents=[DocumentOut(id=d.id, text=d.text, lang=d.lang, metadata=d.metadata) for d in page],
+        next_cursor=page[-1].id if len(page) == body.limit else None,
+    )

@@ -88,6 +88,21 @@ class Store(ABC):
         return the passage ids deleted. Durable when this returns."""
 
     @abstractmethod
+    def count(self, languages: list[str] | None = None, where: Filter | None = None) -> int:
+        """How many passages are in ``languages`` and satisfy ``where``."""
+
+    @abstractmethod
+    def scroll(
+        self, limit: int, after: str | None = None, languages: list[str] | None = None, where: Filter | None = None
+    ) -> list[Document]:
+        """The next ``limit`` passages in id order after the id ``after``, among those selected: a stable listing
+        for export that writes between pages do not disturb (a passage written behind the cursor is not listed)."""
+
+    @abstractmethod
+    def delete_where(self, languages: list[str] | None, where: Filter | None) -> int:
+        """Delete every passage selected, in one write; how many. Durable when this returns."""
+
+    @abstractmethod
     def require_writable(self) -> None:
         """Raise ``ReadOnlyIndex`` saying why when this store takes no writes."""
 

@@ -528,6 +528,36 @@ class MilvusStore(Store):
             )
         return sorted(row["id"] for row in rows)
 
+    def count(self, languages: list[str] | None = None, where: Filter | None = None) -> int:
+        return self._count(filter_expression(languages, where, self.filterable))
+
+    def scroll(
+        self, limit: int, after: str | None = None, languages: list[str] | None = None, where: Filter | None = None
+    ) -> list[Document]:
+        """Milvus answers a query with a limit by the smallest primary keys, in order (what pymilvus's own query
+        iterator pages by)."""
+        expression = filter_expression(languages, where, self.filterable)
+        if after is not None:
+            expression = f"id > {milvus_literal(after)}" + (f" and ({expression})" if expression else "")
+        with self._calls("listing"):
+            rows = self.client.query(
+                self.collection,
+                filter=expression or EVERYTHING,
+                output_fields=OUTPUT_FIELDS,
+                limit=min(limit, MAX_TOP_K),
+                consistency_level=self.consistency,
+                timeout=self.timeout_s,
+            )
+        return sorted((_document(row["id"], row) for row in rows), key=lambda document: document.id)
+
+    def delete_where(self, languages: list[str] | None, where: Filter | None) -> int:
+        """One delete by expression: Milvus applies it as one operation."""
+        expression = filter_expression(languages, where, self.filterable) or EVERYTHING
+        with self._calls("delete"):
+            result = self.client.delete(self.collection, filter=expression, timeout=self.timeout_s)
+        # Milvus Lite returns the deleted keys, a Milvus server their count
+        return len(result) if isinstance(result, list) else int(result.get("delete_count", 0))
+
     def require_writable(self) -> None:
         return None
 

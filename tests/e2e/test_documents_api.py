@@ -205,3 +205,57 @@ def test_bad_files_get_a_clear_4xx(
     answer = httpx.post(f"{server}/documents/file", params={"id": "bad-file"}, content=content, headers=headers)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["detail"]
+
+
+def test_count_scroll_and_delete_many_by_id_and_by_filter(server: str) -> None:
+    documents = [
+        doc(f"bulk/{i}", f"Ein Absatz Nummer {i}", batch="bulk", n=i, day=f"2024-05-0{1 + i % 3}") for i in range(8)
+    ]
+    assert httpx.post(f"{server}/documents", json={"documents": documents}, headers=WRITE).status_code == 200
+    size = httpx.get(f"{server}/ready").json()["index_size"]
+
+    def count(**body: object) -> int:
+        answer = httpx.post(f"{server}/documents/count", json=body)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["count"]
+
+    assert count() == size and count(filters={"batch": "bulk"}) == 8
+    assert count(filters={"batch": "bulk", "day": {"$gte": "2024-05-02T00:00:00Z"}}) == 5
+    assert count(filters={"batch": "bulk"}, languages=["en"]) == 0
+    listed, cursor = [], None
+    while True:
+        page = httpx.post(
+            f"{server}/documents/scroll", json={"filters": {"batch": "bulk"}, "limit": 3, "cursor": cursor}
+        )
+        assert page.status_code == 200, page.text
+        listed += page.json()["documents"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [d["id"] for d in listed] == sorted(d["id"] for d in documents)
+    assert listed[0]["metadata"]["batch"] == "bulk" and listed[0]["text"].startswith("Ein Absatz")
+
+    by_id = httpx.post(f"{server}/documents/delete", json={"ids": ["bulk/0", "bulk/1", "bulk/none"]}, headers=WRITE)
+    assert by_id.status_code == 200, by_id.text
+    assert by_id.json() == {"passages": 2, "passage_ids": ["bulk/0", "bulk/1"], "index_size": size - 2}
+    by_filter = httpx.post(
+        f"{server}/documents/delete", json={"filters": {"batch": "bulk", "n": {"$lt": 5}}}, headers=WRITE
+    )
+    assert by_filter.json() == {"passages": 3, "passage_ids": None, "index_size": size - 5}
+    assert count(filters={"batch": "bulk"}) == 3
+    assert httpx.post(f"{server}/documents/delete", json={"filters": {"batch": "bulk"}}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "give either ids, or a non-empty filters and/or languages"),
+        ({"filters": {}}, "give either ids, or a non-empty filters"),
+        ({"ids": ["a"], "filters": {"n": 1}}, "give either ids, or"),
+        ({"filters": {"n": {"$lt": "later"}}}, "filters.n.$lt: a range takes"),
+        ({"languages": ["zu"]}, "unknown language(s) ['zu']; the index has"),
+    ],
+)
+def test_bad_bulk_deletes_get_a_422(server: str, body: dict, message: str) -> None:
+    answer = httpx.post(f"{server}/documents/delete", json=body, headers=WRITE)
+    assert answer.status_code == 422 and message in answer.json()["detail"], answer.text

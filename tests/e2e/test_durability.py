@@ -22,7 +22,7 @@ KEY = {"Authorization": "Bearer k"}
 
 
 class Writer(threading.Thread):
-    """Upserts small batches (and deletes some of its own documents) until the server dies."""
+    """Upserts small batches (and deletes some of its own documents, by id and by filter) until the server dies."""
 
     def __init__(self, base: str, name: str) -> None:
         super().__init__(daemon=True)
@@ -44,14 +44,20 @@ class Writer(threading.Thread):
                 assert answer.status_code == 200, answer.text
                 self.acked.update(batch)
                 self.in_flight = {}
-                if n % 4 == 3:
-                    victim = f"{self.tag}-{n - 2}-0"
-                    self.in_flight = {victim: "(delete)"}
+                if n % 4 == 3:  # one document by id, or two by a filter (one write: both go or neither)
+                    victims = (
+                        [f"{self.tag}-{n - 2}-0"] if n % 8 == 3 else [f"{self.tag}-{n - 2}-0", f"{self.tag}-{n - 1}-0"]
+                    )
+                    self.in_flight = dict.fromkeys(victims, "(delete)")
                     try:
-                        assert client.delete(f"/documents/{victim}").status_code == 200
+                        if len(victims) == 1:
+                            answer = client.delete(f"/documents/{victims[0]}")
+                        else:
+                            answer = client.post("/documents/delete", json={"filters": {"key": {"$in": victims}}})
                     except httpx.HTTPError:
                         return
-                    self.deleted.add(victim)
+                    assert answer.status_code == 200, answer.text
+                    self.deleted.update(victims)
                     self.in_flight = {}
 
 
@@ -91,6 +97,9 @@ def test_acknowledged_writes_survive_kill_9(store: str, tiny_model: Path, tiny_i
             ]
             assert all(landed) or not any(landed), "an in-flight batch landed only in part"
             expected_size += sum(landed)
+            still_there = [client.get(f"/documents/{i}").status_code == 200 for i in writer.in_flight]
+            if list(writer.in_flight.values()) == ["(delete)"] * len(still_there):
+                assert all(still_there) or not any(still_there), "an in-flight delete by filter landed only in part"
         # The id store and the vectors agree: the count matches, and each document is found by its own vector.
         assert client.get("/ready").json()["index_size"] == expected_size
         for writer in writers:

@@ -215,6 +215,28 @@ class Collection(Store):
                 self._after_write()
             return present
 
+    def count(self, languages: list[str] | None = None, where: Filter | None = None) -> int:
+        with self._lock:
+            return self.index.count(languages, where)
+
+    def scroll(
+        self, limit: int, after: str | None = None, languages: list[str] | None = None, where: Filter | None = None
+    ) -> list[Document]:
+        with self._lock:
+            return self.index.scroll(limit, after, languages, where)
+
+    def delete_where(self, languages: list[str] | None, where: Filter | None) -> int:
+        """Delete every selected passage: one log record, so all of them or (after a crash) none."""
+        with self._lock:
+            wal = self.require_writable()
+            present = list(self.index.selected_ids(languages, where))
+            if present:
+                with _storage_errors():
+                    wal.append({"op": "delete", "ids": present})
+                self.index.delete(present)
+                self._after_write()
+            return len(present)
+
     def require_writable(self) -> WriteAheadLog:
         """The log to write to, or ReadOnlyIndex saying why there is none."""
         if self.wal is None:

@@ -7,12 +7,13 @@ swapped with one ``rename``: a reader (or a crash) sees the old index or the new
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -238,6 +239,24 @@ class SearchIndex:
             [Hit(self._docs[slot], float(score)) for score, slot in zip(s, r, strict=True) if slot >= 0]
             for s, r in zip(scores, slots, strict=True)
         ]
+
+    def selected_ids(self, languages: Iterable[str] | None = None, where: Filter | None = None) -> Iterator[str]:
+        """The ids of the passages in ``languages`` that satisfy ``where`` (no order)."""
+        allowed = self._allowed_slots(languages, where)
+        return (self._docs[slot].id for slot in (self._docs if allowed is None else allowed))
+
+    def count(self, languages: Iterable[str] | None = None, where: Filter | None = None) -> int:
+        allowed = self._allowed_slots(languages, where)
+        return self.size if allowed is None else len(allowed)
+
+    def scroll(
+        self, limit: int, after: str | None = None, languages: Iterable[str] | None = None, where: Filter | None = None
+    ) -> list[Document]:
+        """The first ``limit`` selected passages by id after ``after``: one pass, no sort of the whole set."""
+        ids = self.selected_ids(languages, where)
+        if after is not None:
+            ids = (doc_id for doc_id in ids if doc_id > after)
+        return [self._docs[self._slot_of[doc_id]] for doc_id in heapq.nsmallest(limit, ids)]
 
     def check_group_field(self, group_by: str) -> None:
         if self._field_count[False][group_by]:

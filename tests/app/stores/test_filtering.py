@@ -15,6 +15,7 @@ from app.corpus import Document
 from app.filters import Filter, matches, parse_filter
 from app.manifest import IndexManifest
 from app.stores.base import Store
+from app.stores.embedded.collection import Collection
 from app.stores.embedded.index import SearchIndex
 from app.stores.milvus import CollectionIdentity, MilvusStore
 from tests.filter_cases import random_filter, random_metadata
@@ -33,34 +34,20 @@ def vectors_for(n: int, seed: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-class EmbeddedUnderTest:
-    """The embedded index behind the Store calls this test makes."""
-
-    def __init__(self) -> None:
-        self.index = SearchIndex(faiss.IndexFlatIP(DIM), [], MANIFEST)
-
-    def upsert(self, documents: list[Document], embeddings: np.ndarray) -> None:
-        self.index.upsert(documents, embeddings)
-
-    def delete(self, ids: list[str]) -> None:
-        self.index.delete(ids)
-
-    def search(self, queries: np.ndarray, top_k: int, languages: list[str] | None, where: Filter | None) -> list:
-        return self.index.search(queries, top_k, languages, where)
-
-
 @pytest.fixture(params=["embedded", "milvus"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store | EmbeddedUnderTest]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "embedded":
-        yield EmbeddedUnderTest()
-        return
-    milvus = MilvusStore(str(tmp_path / "filters.db"))
-    milvus.open(CollectionIdentity("m", "f" * 64, "fp32", DIM))
-    yield milvus
-    milvus.close()
+        SearchIndex(faiss.IndexFlatIP(DIM), [], MANIFEST).save(tmp_path / "index")
+        opened: Store = Collection(tmp_path / "index")
+    else:
+        milvus = MilvusStore(str(tmp_path / "filters.db"))
+        milvus.open(CollectionIdentity("m", "f" * 64, "fp32", DIM))
+        opened = milvus
+    yield opened
+    opened.close()
 
 
-def found_ids(store: Store | EmbeddedUnderTest, where: Filter | None, languages: list[str] | None = None) -> set[str]:
+def found_ids(store: Store, where: Filter | None, languages: list[str] | None = None) -> set[str]:
     query = vectors_for(1, 99)
     return {hit.document.id for hit in store.search(query, 4 * SIZE, languages, where)[0]}
 
@@ -71,7 +58,7 @@ def expected_ids(documents: dict[str, Document], where: Filter, languages: list[
     }
 
 
-def test_random_filters_match_the_reference_before_and_after_writes(store: Store | EmbeddedUnderTest) -> None:
+def test_random_filters_match_the_reference_before_and_after_writes(store: Store) -> None:
     rng = random.Random(11)
     documents = random_documents(rng, SIZE)
     store.upsert(documents, vectors_for(SIZE, 1))
@@ -97,3 +84,30 @@ def test_random_filters_match_the_reference_before_and_after_writes(store: Store
         held.pop(doc_id)
     check(150)
     assert ops_seen >= {"$and", "$or", "$not", "$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists"}
+
+
+def test_count_scroll_and_delete_select_what_search_selects(store: Store) -> None:
+    rng = random.Random(5)
+    documents = random_documents(rng, SIZE)
+    store.upsert(documents, vectors_for(SIZE, 3))
+    held = {d.id: d for d in documents}
+    for _ in range(40):
+        where = parse_filter(random_filter(rng))
+        languages = rng.choice([None, ["de"], ["en", "zh"]])
+        expected = expected_ids(held, where, languages)
+        assert store.count(languages, where) == len(expected)
+        listed: list[str] = []
+        after = None
+        while page := store.scroll(7, after, languages, where):
+            assert len(page) <= 7
+            listed += [d.id for d in page]
+            after = page[-1].id
+        assert listed == sorted(expected)
+    assert store.count() == SIZE and [d.id for d in store.scroll(3)] == sorted(held)[:3]
+    for _ in range(5):
+        where = parse_filter(random_filter(rng))
+        doomed = expected_ids(held, where, ["en", "de"])
+        assert store.delete_where(["en", "de"], where) == len(doomed)
+        for doc_id in doomed:
+            del held[doc_id]
+        assert store.count() == len(held) and {d.id for d in store.scroll(SIZE)} == set(held)
