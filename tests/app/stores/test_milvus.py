@@ -3,6 +3,7 @@ expressions that cannot be widened by what a user sends, the model check, and cl
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from app.corpus import Document
 from app.encoder import OnnxEncoder
 from app.errors import GroupingError, InvalidRequest, StoreUnavailable
-from app.filters import parse_filter
+from app.filters import matches, parse_filter
 from app.manifest import ManifestError
 from app.stores.embedded.index import SearchIndex
 from app.stores.milvus import CollectionIdentity, MilvusStore, filter_expression, milvus_literal
@@ -136,6 +137,44 @@ def test_user_values_cannot_widen_an_expression(milvus: MilvusStore, queries: np
     milvus.upsert([Document('q"uote\\', "text", "en")], vector)
     assert milvus.get('q"uote\\').id == 'q"uote\\' and milvus.delete(['q"uote\\', "missing"]) == ['q"uote\\']
     assert milvus.size == 221
+
+
+OPERATOR_TEMPLATES = [
+    {"F": "V"},
+    {"F": {"$eq": "V"}},
+    {"F": {"$ne": "V"}},
+    {"F": {"$in": ["V", "other"]}},
+    {"F": {"$nin": ["V"]}},
+    {"F": {"$exists": True}},
+    {"F": {"$exists": False}},
+    {"F": {"$gt": "2024-01-01"}},
+    {"F": {"$lte": 5}},
+    {"$not": {"F": "V"}},
+    {"$or": [{"F": "V"}, {"F": {"$lt": 0}}]},
+    {"$and": [{"F": {"$ne": "V"}}, {"$not": {"F": {"$gte": 3}}}]},
+]
+
+
+def test_every_operator_matches_only_what_it_spells(milvus: MilvusStore, queries: np.ndarray) -> None:
+    """Values and field names that would end a string literal or an expression, in every operator: Milvus selects
+    exactly what the reference meaning selects, no more."""
+    sneaky_values = ['x" or id != "', "x\\", 'x\\" or id != "', "x' or id != '"]
+    sneaky_fields = ['f"] or id != ["', "f\\", "f' or '"]
+    documents = [
+        Document(f"sneaky-{i}-{j}", "text", "en", {field: value})
+        for i, field in enumerate(sneaky_fields)
+        for j, value in enumerate([*sneaky_values, 3, "2024-06-01"])
+    ]
+    milvus.upsert(documents, np.repeat(queries[:1], len(documents), axis=0))
+    everything = {d.id: d for d in documents}
+    others = {h.document.id for h in milvus.search(queries[:1], 500)[0]} - set(everything)  # none has the fields
+    for template, field, value in itertools.product(OPERATOR_TEMPLATES, sneaky_fields, sneaky_values):
+        raw = json.loads(json.dumps(template).replace('"F"', json.dumps(field)).replace('"V"', json.dumps(value)))
+        where = parse_filter(raw)
+        found = {h.document.id for h in milvus.search(queries[:1], 500, where=where)[0]}
+        expected = {i for i, d in everything.items() if matches(d.metadata, where)}
+        assert {i for i in found if i.startswith("sneaky-")} == expected, raw
+        assert found - set(everything) == (others if matches({}, where) else set()), raw
 
 
 def test_single_quotes_in_field_names_are_written_and_in_ids_refused_on_milvus_lite(
