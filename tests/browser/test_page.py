@@ -60,6 +60,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "de-DE,en-US"})  # a German reader
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
@@ -107,8 +108,19 @@ def test_german_search_shows_grouped_cards_and_their_translations(browser: webdr
     assert all(m.find_element(By.CSS_SELECTOR, ".text").text for m in members)  # texts fetched from /documents
     latency = browser.find_element(By.ID, "latency").text
     assert "ms on the server" in latency and latency.startswith("10 groups")
+    # the reader's language first: every group has a German member, so each card shows it
+    mine = browser.find_element(By.ID, "mine")
+    assert mine.is_selected() and browser.find_element(By.ID, "mine-label").text == "Show de, en first"
+    assert [card.get_attribute("data-lang") for card in found] == ["de"] * 10
+    mine.click()
+    wait(browser).until(lambda d: parse_qs(urlparse(d.current_url).query).get("mine") == ["0"])
+    wait(browser).until(lambda d: len({card.get_attribute("data-lang") for card in cards(d)}) >= 3)
+    best_first = [card.get_attribute("data-id").rsplit("-", 1)[0] for card in cards(browser)]
+    assert best_first == groups  # the same groups in the same order, each shown by its best member
     mix = browser.find_elements(By.CSS_SELECTOR, "#mix span")
     assert len(mix) >= 3  # the results come in several languages
+    mine.click()
+    wait(browser).until(lambda d: [card.get_attribute("data-lang") for card in cards(d)] == ["de"] * 10)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "search-page.png"))
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []  # no script errors, no 404s
