@@ -170,8 +170,7 @@ class _Compiler:
         if not self.filterable:
             raise InvalidRequest(
                 f"filters on {condition.field!r}: date ranges, $exists and negated ranges need a collection made by "
-                "this version (it keeps each field's kind); copy the documents into a new collection "
-                "(docs/MILVUS.md)"
+                "this version (it keeps each field's kind); index the corpus into a new collection (docs/MILVUS.md)"
             )
 
 
