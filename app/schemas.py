@@ -36,6 +36,7 @@ FILTER_EXAMPLES = [
     {"tags": {"$in": ["billing", "refunds"]}, "published": {"$gte": "2024-01-01"}},
     {"$or": [{"price": {"$lt": 20}}, {"on_sale": True}], "status": {"$ne": "archived"}},
     {"$not": {"audience": "internal"}, "reviewed_by": {"$exists": True}},
+    {"$and": [{"price": {"$gt": 5}}, {"price": {"$lte": 50}}], "region": {"$nin": ["eu"]}, "kind": {"$eq": "faq"}},
 ]
 FilterExpression = Annotated[
     dict[str, Any],
