@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,9 +120,9 @@ def held_batcher(encoder: OnnxEncoder, **options: int) -> tuple[EncodeBatcher, l
     release = threading.Event()
     calls: list[BatchStats] = []
     batcher = EncodeBatcher(encoder, on_batch=calls.append, **options)
-    busy = batcher.submit(["hold the worker"], "query", 32, then=lambda _: release.wait(30))
-    while not busy.running():
-        pass
+    batcher.submit(["hold the worker"], "query", 32, then=lambda _: release.wait(30))
+    while not calls:  # call 0 is recorded once encoded, just before the worker enters its follow-up and waits
+        time.sleep(0.001)
     return batcher, calls, release
 
 
