@@ -131,7 +131,7 @@ def delete_document(request: Request, doc_id: DocumentId = PathId) -> DeleteResp
     response_model=BulkDeleteResponse,
     summary="delete documents by id, or every passage a filter and/or languages select; one durable write",
     dependencies=[Depends(require_write_key)],
-    responses=documented(401, 403, 409, 422, 503, 507),
+    responses=documented(401, 403, 409, 422, 503, 507, body=True),
 )
 async def delete_documents(body: BulkDeleteRequest, request: Request) -> BulkDeleteResponse:
     engine = get_engine(request)
@@ -149,7 +149,7 @@ async def delete_documents(body: BulkDeleteRequest, request: Request) -> BulkDel
     response_model=CountResponse,
     summary="how many passages a filter and/or languages select",
     dependencies=[Depends(require_read_key)],
-    responses=documented(401, 403, 422, 503),
+    responses=documented(401, 403, 422, 503, body=True),
 )
 async def count_documents(body: CountRequest, request: Request) -> CountResponse:
     engine = get_engine(request)
@@ -161,7 +161,7 @@ async def count_documents(body: CountRequest, request: Request) -> CountResponse
     response_model=ScrollResponse,
     summary="list passages in id order, a page at a time (for export); optionally those a filter selects",
     dependencies=[Depends(require_read_key)],
-    responses=documented(401, 403, 422, 503),
+    responses=documented(401, 403, 422, 503, body=True),
 )
 async def scroll_documents(body: ScrollRequest, request: Request) -> ScrollResponse:
     engine = get_engine(request)
