@@ -8,6 +8,8 @@ polyglot-search copy --from indexes/demo                                     # a
 polyglot-search backup --server http://127.0.0.1:8000 --out demo.tar         # a live server's index
 polyglot-search restore demo.tar --index-dir indexes/demo --replace          # the server stopped
 polyglot-search verify indexes/demo                                          # or: verify demo.tar
+polyglot-search eval data/eval-sample --model-dir models/multilingual-e5-small \
+    --model-dir models/multilingual-e5-small-hybrid                          # base vs default on judged queries
 polyglot-search serve
 """
 
@@ -32,6 +34,7 @@ from app.build import build_index, discard_shards
 from app.corpus import Document
 from app.encoder import OnnxEncoder, choose_variant
 from app.errors import ServiceError
+from app.evaluation.data import EvalDataError
 from app.ingest.passages import PassageMaker, iter_passages, passage_maker, read_passages
 from app.ingest.sources import Columns, CorpusError, ImportReport, describe
 from app.manifest import ManifestError, load_index_manifest
@@ -391,7 +394,35 @@ def serve(settings: Settings) -> None:
     )
 
 
+def eval_command(args: argparse.Namespace, settings: Settings) -> None:
+    """Rank the judged queries with each model folder (or the server) and print the figures (app/evaluation)."""
+    from app.evaluation.data import load_eval_set
+    from app.evaluation.report import evaluate, markdown, write_outputs
+    from app.evaluation.runs import rank_with_model, rank_with_server
+
+    data = load_eval_set(args.data, args.split, args.queries, args.qrels, args.corpus, with_corpus=not args.server)
+    detected = sum(q.lang_detected for q in data.queries)
+    corpus = f"{len(data.corpus)} documents" if data.corpus else "the server's index as the corpus"
+    print(
+        f"{len(data.queries)} judged queries in {len(data.queries_by_language())} languages "
+        f"({detected} detected), {corpus}",
+        file=sys.stderr,
+    )
+    if args.server:
+        rankings = [rank_with_server(args.server, data, args.depth, args.api_key)]
+    else:
+        rankings = [rank_with_model(model_dir, data, args.depth, settings) for model_dir in args.model_dir]
+    result = evaluate(rankings, data, args.depth)
+    print(markdown(result))
+    written = write_outputs(result, args.out)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    if not any(path.suffix == ".png" for path in written):
+        print("no plot: pip install 'polyglot-search[eval]' (matplotlib) for per-language.png", file=sys.stderr)
+
+
 COMMANDS = {
+    "eval": eval_command,
     "index": index_command,
     "copy": copy_command,
     "backup": backup_command,
@@ -477,6 +508,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     verify = commands.add_parser("verify", help="check an index folder or a backup archive offline")
     verify.add_argument("path", type=Path)
+    evaluation = commands.add_parser(
+        "eval", help="how well search finds the answers of your judged queries: per model and per query language"
+    )
+    evaluation.add_argument(
+        "data",
+        type=Path,
+        help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), or a JSONL file of "
+        '{"query", "relevant": [ids] | {id: grade}, "id"?, "lang"?}',
+    )
+    evaluation.add_argument("--split", default="test", help="BEIR qrels file (default: test)")
+    evaluation.add_argument("--qrels", type=Path, help="TREC qrels (query iteration doc relevance) instead")
+    evaluation.add_argument("--queries", type=Path, help="with --qrels: the queries, JSONL or TSV (id, text)")
+    evaluation.add_argument("--corpus", type=Path, help="the documents (default: the BEIR folder's corpus.jsonl)")
+    rankers = evaluation.add_mutually_exclusive_group(required=True)
+    rankers.add_argument(
+        "--model-dir", type=Path, action="append", help="a model folder; repeat to compare (the first is the baseline)"
+    )
+    rankers.add_argument("--server", help="a running server's URL: its index is the corpus (e.g. a Milvus deployment)")
+    evaluation.add_argument("--api-key", help="with --server: a read key, if the server needs one")
+    evaluation.add_argument("--depth", type=int, default=100, help="documents ranked per query (default: 100)")
+    evaluation.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for results.json/.md/.png")
     commands.add_parser("serve", help="serve the API (settings from SEARCH_* environment variables)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -487,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
             COMMANDS[args.command](args, settings)
         else:
             serve(settings)
-    except (ManifestError, CorpusError, FileNotFoundError, ServiceError, WalError) as exc:
+    except (ManifestError, CorpusError, FileNotFoundError, ServiceError, WalError, EvalDataError) as exc:
         sys.exit(f"error: {exc}")
 
 

@@ -118,17 +118,20 @@ def _checked_metadata(metadata: object, where: str) -> dict:
     return metadata
 
 
-def read_jsonl(path: Path, required: tuple[str, ...] = ("id", "text")) -> Iterator[SourceDocument]:
-    """``{"id", "text", "lang"?, "title"?, "metadata"?}`` per line."""
+def read_jsonl(path: Path, required: tuple[str, ...] = ("text",)) -> Iterator[SourceDocument]:
+    """``{"id", "text", "lang"?, "title"?, "metadata"?}`` per line (BEIR's ``_id`` is read as the id)."""
     seen: set[str] = set()
     for where, record in json_objects(path, CorpusError, required):
-        if record["id"] in seen:
-            raise CorpusError(f"{where}: duplicate id {record['id']!r}")
-        seen.add(record["id"])
+        doc_id = record.get("id", record.get("_id"))
+        if not isinstance(doc_id, str) or not doc_id:
+            raise CorpusError(f"{where}: 'id' must be a non-empty string")
+        if doc_id in seen:
+            raise CorpusError(f"{where}: duplicate id {doc_id!r}")
+        seen.add(doc_id)
         metadata = _checked_metadata(record.get("metadata", {}), where)
         title = record.get("title", metadata.get("title"))
         yield SourceDocument(
-            record["id"],
+            doc_id,
             record["text"],
             language_or_error(record.get("lang"), where),
             title if isinstance(title, str) else None,
@@ -138,7 +141,7 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ("id", "text")) -> Iterat
 
 def read_corpus(path: Path) -> Iterator[Document]:
     """Ready-made passages: JSONL records that all carry their language (the demo corpus, test corpora)."""
-    for document in read_jsonl(path, ("id", "text", "lang")):
+    for document in read_jsonl(path, ("text", "lang")):
         yield Document(document.id, document.text, document.lang or "", document.metadata)
 
 
