@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.ingest.languages import language_detector
 from app.jsonl import json_objects
 
 log = logging.getLogger(__name__)
@@ -124,17 +125,24 @@ def read_lareqa(folder: Path, languages: list[str], titles: set[str] | None = No
 
 
 def read_parallel_jsonl(path: Path) -> ParallelData:
+    """``{"query", "positive", "lang"?, "id"?, "negatives"?}`` per line: plain (query, passage) pairs in any
+    language. Records that share an ``id`` are translations of one pair (what cross-language batches are built
+    from); a record without one is a pair of its own. A missing ``lang`` is detected from the query."""
     data = ParallelData()
-    for where, record in json_objects(path, DataError, ("id", "lang", "query", "positive")):
+    for number, (where, record) in enumerate(json_objects(path, DataError, ("query", "positive")), start=1):
         negatives = record.get("negatives", [])
         if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
             raise DataError(f"{where}: 'negatives' must be a list of non-empty strings")
         unknown = set(record) - {"id", "lang", "query", "positive", "negatives"}
         if unknown:
             raise DataError(f"{where}: unknown field(s) {sorted(unknown)}")
-        example = Example(
-            record["id"], record["lang"], record["query"].strip(), record["positive"].strip(), tuple(negatives)
-        )
+        pair_id = record.get("id", f"line-{number}")
+        if not isinstance(pair_id, str) or not pair_id:
+            raise DataError(f"{where}: 'id' must be a non-empty string")
+        lang = record.get("lang") or language_detector().detect(record["query"])
+        if not isinstance(lang, str):
+            raise DataError(f"{where}: 'lang' must be a string")
+        example = Example(pair_id, lang, record["query"].strip(), record["positive"].strip(), tuple(negatives))
         data.add(example, where)
     if not data.by_id:
         raise DataError(f"{path}: no records")
