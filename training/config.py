@@ -92,6 +92,9 @@ class TrainConfig:
     checkpoint_every: int = 50  # steps between checkpoints (resumable after a crash)
     resume: bool = True  # continue from <runs_dir>/<run_name>/checkpoint when it exists
     export_onnx: bool = True  # export the result to ONNX (fp32 + gated int8) with the service's parity gates
+    # Your own pairs (jsonl): this share of their ids is held out of training and dev, and the run ends with
+    # `polyglot-search eval`'s table on them, the starting model against the result (needs export_onnx).
+    held_out_fraction: float = 0.0  # share of ids held out for the final evaluation; 0 = none
 
     @property
     def run_dir(self) -> Path:
@@ -111,6 +114,10 @@ class TrainConfig:
             raise ConfigError(f"lora_rank must be 0 (full fine-tuning) or positive, got {self.lora_rank}")
         if self.uses_lora and not self.freeze_embeddings:
             raise ConfigError("LoRA keeps the whole base frozen, word embeddings included: set freeze_embeddings true")
+        if not 0 <= self.held_out_fraction < 1:
+            raise ConfigError(f"held_out_fraction must be in [0, 1), got {self.held_out_fraction}")
+        if self.held_out_fraction and not self.export_onnx:
+            raise ConfigError("held_out_fraction evaluates the exported model: set export_onnx true")
         if self.hard_negatives_per_pair < 1:
             raise ConfigError(f"hard_negatives_per_pair must be at least 1, got {self.hard_negatives_per_pair}")
         if self.translation_positives < 0:
@@ -209,7 +216,7 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 # Settings added after checkpoints existed: left out of the digest at these values (which is how those checkpoints
 # were trained), so that a run interrupted before the setting existed still resumes.
-LATER_SETTINGS = {"translation_positives": 0, "symmetric_loss": False}
+LATER_SETTINGS = {"translation_positives": 0, "symmetric_loss": False, "held_out_fraction": 0.0}
 
 
 def config_digest(config: TrainConfig) -> str:

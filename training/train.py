@@ -25,7 +25,8 @@ import torch
 import torch.distributed as dist
 
 from training.config import ConfigError, TrainConfig, build_config, parse_overrides, settings_help
-from training.data import DataError, load_data
+from training.data import DataError, ParallelData, load_data
+from training.held_out import evaluate_held_out, split_held_out, start_model_dir
 from training.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, merge_adapter
 from training.model import load_encoder, save_hf_folder
 from training.plots import plot_loss_curve
@@ -50,8 +51,9 @@ def init_distributed() -> None:
         dist.init_process_group(backend, timeout=timedelta(minutes=30))
 
 
-def finish(config: TrainConfig, trainer: Trainer, summary: dict) -> Path:
-    """Best checkpoint -> models/<run-name> as a HF folder, exported to ONNX with the parity gates.
+def finish(config: TrainConfig, trainer: Trainer, summary: dict, held_out: ParallelData | None = None) -> Path:
+    """Best checkpoint -> models/<run-name> as a HF folder, exported to ONNX with the parity gates; with held-out
+    pairs, the starting model and the result evaluated on them.
 
     LoRA runs also keep the adapter itself (peft layout) in models/<run-name>/adapter (and in ``adapter_dir``
     when set); the HF folder and the ONNX graphs hold the base with the adapter merged in.
@@ -90,6 +92,14 @@ def finish(config: TrainConfig, trainer: Trainer, summary: dict) -> Path:
             adapter=adapter,
         )
         summary["export"] = manifest.parity
+    if held_out is not None:
+        start = start_model_dir(config.model, config.run_dir, config.query_prefix, config.passage_prefix)
+        figures = evaluate_held_out(held_out, start, out, config.run_dir / "held-out-eval")
+        summary["held_out"] = {
+            "ids": len(held_out.by_id),
+            "models": {name: model["all"] for name, model in figures["models"].items()},
+            "differences": figures["differences"],
+        }
     plot = plot_loss_curve(trainer.metrics_path, config.run_dir / "loss.png", f"{config.run_name} ({config.strategy})")
     summary.update({"model_dir": str(out), "loss_plot": str(plot)})
     (config.run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -120,6 +130,14 @@ def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-d
     languages = config.languages
     split_file = Path(config.split_file) if config.split_file else None
     train = load_data(config.data_format, Path(config.train_path), languages, split_file, config.train_split)
+    held_out = None
+    if config.held_out_fraction:
+        if config.data_format != "jsonl":
+            raise ConfigError("held_out_fraction holds out part of your own pairs: data_format jsonl")
+        try:
+            train, held_out = split_held_out(train, config.held_out_fraction, config.seed)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
     dev = None
     # LAReQA data with a split file: dev = the dev articles of the same files; JSONL: only an explicit dev_path
     dev_path = config.dev_path or (config.train_path if config.data_format == "lareqa" and split_file else "")
@@ -132,7 +150,7 @@ def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-d
     trainer = Trainer(config, loaded, train, dev, on_step)
     summary = trainer.fit()
     if trainer.rank == 0:
-        finish(config, trainer, summary)
+        finish(config, trainer, summary, held_out)
     if dist.is_initialized():
         dist.barrier()
     return summary

@@ -356,7 +356,8 @@ def test_bf16_autocast_trains_with_an_fp32_loss(tmp_path: Path, tiny_hf_model: P
 def test_train_py_end_to_end_then_serve(
     tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, tiny_corpus: Path
 ) -> None:
-    """`python training/train.py` on the tiny model; the service then loads its output and answers /search."""
+    """`python training/train.py` on the tiny model, a quarter of the pairs held out: the run ends with the held-out
+    table (the starting model against the result); the service then loads its output and answers /search."""
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(
         f"run_name: tiny-e2e\nmodel: {tiny_hf_model}\n"
@@ -365,7 +366,18 @@ def test_train_py_end_to_end_then_serve(
         "batch_size: 8\nmax_steps: 4\neval_every: 2\ncheckpoint_every: 2\nmax_passage_length: 48\n"
     )
     result = subprocess.run(
-        [sys.executable, "training/train.py", "--config", str(config_file), "--strategy", "cross", "--lr", "1e-4"],
+        [
+            sys.executable,
+            "training/train.py",
+            "--config",
+            str(config_file),
+            "--strategy",
+            "cross",
+            "--lr",
+            "1e-4",
+            "--held_out_fraction",
+            "0.25",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -379,6 +391,12 @@ def test_train_py_end_to_end_then_serve(
     model_dir = tmp_path / "models" / "tiny-e2e"
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["name"] == "tiny-e2e" and manifest["parity"]["fp32"]["max_abs_diff"] <= 1e-4
+    assert "Held-out pairs (40 queries, 40 passages): start vs result" in result.stdout
+    held_out = json.loads((run_dir / "summary.json").read_text())["held_out"]
+    assert held_out["ids"] == 10 and len(held_out["models"]) == 2
+    assert set(held_out["differences"]["tiny-e2e"]) >= {"ndcg@10", "own_language@10", "rank_distance"}
+    assert len(json.loads((run_dir / "held-out-eval" / "held_out_ids.json").read_text())) == 10
+    assert (run_dir / "held-out-eval" / "per-language.png").is_file()
 
     index_dir = tmp_path / "indexes" / "tiny-e2e"
     build = subprocess.run(
