@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from app.evaluation.metrics import paired_bootstrap
 from training.data import DataError
 
 if TYPE_CHECKING:
@@ -159,11 +160,10 @@ def bootstrap_difference(
     interval."""
     if ranks.shape != baseline_ranks.shape:
         raise ValueError("the two rank arrays must hold the same questions")
-    diff = per_question(ranks)[measure] - per_question(baseline_ranks)[measure]
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"diff": round(float(diff.mean()), 4), "ci95": [round(float(low), 4), round(float(high), 4)]}
+    mean, low, high = paired_bootstrap(
+        per_question(baseline_ranks)[measure], per_question(ranks)[measure], samples, seed
+    )
+    return {"diff": round(mean, 4), "ci95": [round(low, 4), round(high, 4)]}
 
 
 def evaluate_sets(embedder: Embedder, sets: list[QaSet]) -> dict[str, np.ndarray]:
