@@ -55,7 +55,10 @@ class BatchSampler:
         if strategy in ("mono", "hybrid") and alpha > 0 and not mono_ok:
             raise ValueError(f"no language has {batch_size} ids for a monolingual batch; lower batch_size")
         if strategy in ("cross", "hybrid") and alpha < 1 and len(self.cross_ids) < batch_size:
-            raise ValueError(f"only {len(self.cross_ids)} ids exist in 2+ languages; cross batches need {batch_size}")
+            raise ValueError(
+                f"only {len(self.cross_ids)} ids exist in 2+ languages; cross batches need {batch_size}: link the "
+                "translations of a pair by a shared id, add parallel data, or train with strategy mono"
+            )
 
     def batch_kind(self, rng: random.Random) -> Literal["mono", "cross"]:
         if self.strategy == "hybrid":
