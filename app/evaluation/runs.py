@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,7 @@ def rank_with_server(url: str, data: EvalSet, depth: int = 100, api_key: str | N
     unseen = sorted({doc for q in data.queries for doc in data.relevant(q.id)} - set(doc_lang))
     for document in tqdm(unseen, desc="languages of unretrieved relevant documents", unit="doc", disable=not unseen):
         for passage_id in (document, f"{document}#0"):
-            found_document = _call(base, f"/documents/{urllib.request.quote(passage_id, safe='')}", None, api_key, 404)
+            found_document = _call(base, f"/documents/{urllib.parse.quote(passage_id, safe='')}", None, api_key, 404)
             if found_document:
                 doc_lang[document] = found_document["lang"]
                 break
