@@ -95,6 +95,10 @@ class TrainConfig:
     # Your own pairs (jsonl): this share of their ids is held out of training and dev, and the run ends with
     # `polyglot-search eval`'s table on them, the starting model against the result (needs export_onnx).
     held_out_fraction: float = 0.0  # share of ids held out for the final evaluation; 0 = none
+    # Plain pairs without negatives: mine them with the starting model before training (training/mining.py).
+    mine_negatives: bool = False  # mine hard negatives for the training pairs with `model` (needs hard_negatives)
+    mine_skip_top: int = 3  # mined negatives: the best candidates skipped as likely unjudged answers
+    mine_margin: float = 0.05  # mined negatives score at most the positive's score minus this
 
     @property
     def run_dir(self) -> Path:
@@ -118,6 +122,8 @@ class TrainConfig:
             raise ConfigError(f"held_out_fraction must be in [0, 1), got {self.held_out_fraction}")
         if self.held_out_fraction and not self.export_onnx:
             raise ConfigError("held_out_fraction evaluates the exported model: set export_onnx true")
+        if self.mine_negatives and not self.hard_negatives:
+            raise ConfigError("mine_negatives mines them for training: set hard_negatives true")
         if self.hard_negatives_per_pair < 1:
             raise ConfigError(f"hard_negatives_per_pair must be at least 1, got {self.hard_negatives_per_pair}")
         if self.translation_positives < 0:
@@ -216,7 +222,14 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 # Settings added after checkpoints existed: left out of the digest at these values (which is how those checkpoints
 # were trained), so that a run interrupted before the setting existed still resumes.
-LATER_SETTINGS = {"translation_positives": 0, "symmetric_loss": False, "held_out_fraction": 0.0}
+LATER_SETTINGS = {
+    "translation_positives": 0,
+    "symmetric_loss": False,
+    "held_out_fraction": 0.0,
+    "mine_negatives": False,
+    "mine_skip_top": 3,
+    "mine_margin": 0.05,
+}
 
 
 def config_digest(config: TrainConfig) -> str:

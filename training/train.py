@@ -123,6 +123,23 @@ def copy_adapter(source: Path, dest: Path, base_name: str = "") -> Path:
     return dest
 
 
+def mine_training_negatives(config: TrainConfig, train: ParallelData) -> ParallelData:
+    """Hard negatives for the training pairs, mined with the starting model (training/mining.py)."""
+    from training.evaluate import make_embedder
+    from training.mining import MiningConfig, mine_negatives
+
+    mining = MiningConfig(
+        skip_top=config.mine_skip_top,
+        margin=config.mine_margin,
+        per_query=max(5, config.hard_negatives_per_pair),
+        seed=config.seed,
+    )
+    embedder = make_embedder(config.model, query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
+    mined, report = mine_negatives(train, embedder, mining)
+    log.info("mined hard negatives with %s: %s", config.model, report)
+    return mined
+
+
 def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-def]
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -138,6 +155,8 @@ def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-d
             train, held_out = split_held_out(train, config.held_out_fraction, config.seed)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+    if config.mine_negatives:
+        train = mine_training_negatives(config, train)
     dev = None
     # LAReQA data with a split file: dev = the dev articles of the same files; JSONL: only an explicit dev_path
     dev_path = config.dev_path or (config.train_path if config.data_format == "lareqa" and split_file else "")

@@ -356,8 +356,9 @@ def test_bf16_autocast_trains_with_an_fp32_loss(tmp_path: Path, tiny_hf_model: P
 def test_train_py_end_to_end_then_serve(
     tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, tiny_corpus: Path
 ) -> None:
-    """`python training/train.py` on the tiny model, a quarter of the pairs held out: the run ends with the held-out
-    table (the starting model against the result); the service then loads its output and answers /search."""
+    """`python training/train.py` on the tiny model, hard negatives mined with it, a quarter of the pairs held out:
+    the run ends with the held-out table (the starting model against the result); the service then loads its output
+    and answers /search."""
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(
         f"run_name: tiny-e2e\nmodel: {tiny_hf_model}\n"
@@ -377,6 +378,12 @@ def test_train_py_end_to_end_then_serve(
             "1e-4",
             "--held_out_fraction",
             "0.25",
+            "--hard_negatives",
+            "true",
+            "--mine_negatives",
+            "true",
+            "--mine_margin",  # the random tiny model scores everything alike: no margin, or nothing is kept
+            "-0.5",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -392,6 +399,7 @@ def test_train_py_end_to_end_then_serve(
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["name"] == "tiny-e2e" and manifest["parity"]["fp32"]["max_abs_diff"] <= 1e-4
     assert "Held-out pairs (40 queries, 40 passages): start vs result" in result.stdout
+    assert "mined hard negatives with" in result.stderr and "120 of 120 queries got negatives" in result.stderr
     held_out = json.loads((run_dir / "summary.json").read_text())["held_out"]
     assert held_out["ids"] == 10 and len(held_out["models"]) == 2
     assert set(held_out["differences"]["tiny-e2e"]) >= {"ndcg@10", "own_language@10", "rank_distance"}
