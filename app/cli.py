@@ -403,9 +403,10 @@ def eval_command(args: argparse.Namespace, settings: Settings) -> None:
     data = load_eval_set(args.data, args.split, args.queries, args.qrels, args.corpus, with_corpus=not args.server)
     detected = sum(q.lang_detected for q in data.queries)
     corpus = f"{len(data.corpus)} documents" if data.corpus else "the server's index as the corpus"
+    left_out = f"; {data.left_out} left out: no relevant document" if data.left_out else ""
     print(
         f"{len(data.queries)} judged queries in {len(data.queries_by_language())} languages "
-        f"({detected} detected), {corpus}",
+        f"({detected} detected), {corpus}{left_out}",
         file=sys.stderr,
     )
     if args.server:

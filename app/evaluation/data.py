@@ -42,6 +42,7 @@ class EvalSet:
     queries: list[EvalQuery]
     qrels: dict[str, dict[str, int]]  # query id -> document id -> grade (> 0: relevant)
     corpus: list[SourceDocument] = field(default_factory=list)  # empty: the server's index is the corpus
+    left_out: int = 0  # judged queries without a relevant document: no figure can be computed for them
 
     def queries_by_language(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -86,12 +87,16 @@ def load_eval_set(
     missing = sorted(set(judged) - set(texts))
     if missing:
         raise EvalDataError(f"{len(missing)} judged queries have no text, e.g. {missing[:3]}")
+    without_relevant = sum(not any(grade > 0 for grade in docs.values()) for docs in judged.values())
+    judged = {query_id: docs for query_id, docs in judged.items() if any(grade > 0 for grade in docs.values())}
+    if not judged:
+        raise EvalDataError("no query has a relevant document (a grade above 0)")
     order = {query_id: i for i, query_id in enumerate(texts)}
     chosen = [_query(query_id, texts[query_id], langs.get(query_id)) for query_id in sorted(judged, key=order.get)]
     # the index holds documents under their safe ids (a space becomes %20), as the service does
     judged = {query_id: {safe_id(doc): grade for doc, grade in docs.items()} for query_id, docs in judged.items()}
     documents = list(read_corpus(corpus)) if corpus is not None and with_corpus else []
-    return EvalSet(chosen, judged, documents)
+    return EvalSet(chosen, judged, documents, without_relevant)
 
 
 def _query(query_id: str, text: str, lang: str | None) -> EvalQuery:

@@ -23,10 +23,13 @@ def test_the_shipped_beir_sample() -> None:
 
 
 def test_trec_qrels_with_tsv_queries_and_detected_languages(tmp_path: Path) -> None:
-    (tmp_path / "q.tsv").write_text("q1\tWie viele Punkte gab die Verteidigung ab?\nq2\tunjudged\n", encoding="utf-8")
-    (tmp_path / "qrels.txt").write_text("q1 0 doc%201 2\nq1 0 d2 0\n")
+    (tmp_path / "q.tsv").write_text(
+        "q1\tWie viele Punkte gab die Verteidigung ab?\nq2\tunjudged\nq3\tonly judged not relevant\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "qrels.txt").write_text("q1 0 doc%201 2\nq1 0 d2 0\nq3 0 d2 0\n")
     data = load_eval_set(tmp_path, queries=tmp_path / "q.tsv", qrels=tmp_path / "qrels.txt")
-    assert [q.id for q in data.queries] == ["q1"]  # only judged queries
+    assert [q.id for q in data.queries] == ["q1"] and data.left_out == 1  # judged, with a relevant document
     assert data.queries[0].lang == "de" and data.queries[0].lang_detected
     assert data.relevant("q1") == {"doc%201": 2}
 
