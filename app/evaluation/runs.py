@@ -16,9 +16,10 @@ from tqdm import tqdm
 
 from app.build import build_index
 from app.corpus import Document, Group, Hit
-from app.encoder import OnnxEncoder
+from app.encoder import OnnxEncoder, choose_variant
 from app.evaluation.data import EvalDataError, EvalSet
 from app.ingest.passages import passage_maker
+from app.manifest import load_model_manifest
 from app.settings import Settings
 
 QUERY_BATCH = 32  # queries per model call or /search/batch request
@@ -44,8 +45,10 @@ def rank_with_model(model_dir: Path, data: EvalSet, depth: int = 100, settings: 
     if not data.corpus:
         raise EvalDataError("evaluating a model folder needs the corpus (corpus.jsonl, or --corpus)")
     started = time.perf_counter()
-    encoder = OnnxEncoder(model_dir)
-    maker = passage_maker(encoder, settings or Settings())
+    settings = settings or Settings()
+    manifest = load_model_manifest(model_dir)
+    encoder = OnnxEncoder(model_dir, choose_variant(manifest, settings.int8), manifest=manifest)  # as served
+    maker = passage_maker(encoder, settings)
     passages = [p for d in tqdm(data.corpus, desc="splitting documents", unit="doc") for p in maker.passages(d)]
     doc_lang: dict[str, str] = {}
     for passage in passages:

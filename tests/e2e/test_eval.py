@@ -37,11 +37,14 @@ def test_two_models_compared_with_intervals_and_language_figures(
     assert (tmp_path / "per-language.png").stat().st_size > 10_000
 
 
-def test_a_running_server_measures_as_its_model_does(tiny_model: Path, tmp_path: Path) -> None:
+def test_a_running_server_measures_as_its_model_does(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEARCH_INT8", "false")  # fp32 on both sides: int8 embeddings move with the batch they are in
     index = tmp_path / "indexes" / "sample"
     main(["index", "--corpus", str(SAMPLE / "corpus.jsonl"), "--out", str(index), "--model-dir", str(tiny_model)])
     main(["eval", str(SAMPLE), "--model-dir", str(tiny_model), "--out", str(tmp_path / "model")])
-    env = {"SEARCH_MODEL_DIR": str(tiny_model), "SEARCH_INDEX_DIR": str(index)}
+    env = {"SEARCH_MODEL_DIR": str(tiny_model), "SEARCH_INDEX_DIR": str(index), "SEARCH_INT8": "false"}
     with running_server(env) as base:
         main(["eval", str(SAMPLE), "--server", base, "--out", str(tmp_path / "server")])
     in_process, served = (
