@@ -146,7 +146,7 @@ class _Compiler:
         if isinstance(wanted, tuple):  # $in, $nin
             inside = (condition.op == "in") != negated
             lists = [f"{field} {'in' if inside else 'not in'} [{', '.join(map(milvus_literal, values))}]"
-                     for values in _by_kind(wanted)]  # fmt: skip
+                     for values in _by_type(wanted)]  # fmt: skip
             return _balanced(lists, "or" if inside else "and") if lists else (NOTHING if inside else EVERYTHING)
         if isinstance(wanted, Bound):
             target = field if wanted.kind == "number" else self.instant_of(condition)
@@ -182,7 +182,7 @@ def filterable_fields(metadata: dict) -> dict:
     return {"kind": kinds, "at": instants}
 
 
-def _by_kind(values: tuple[Scalar, ...]) -> list[list[Scalar]]:
+def _by_type(values: tuple[Scalar, ...]) -> list[list[Scalar]]:
     """Values in lists of one type: Milvus Lite fails on an ``in`` list that mixes strings, booleans, integers and
     floats (an integer list still matches 1.0, a float list 1)."""
     lists: dict[type, list[Scalar]] = {}
