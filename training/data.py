@@ -55,13 +55,22 @@ class ParallelData:
     def languages(self) -> list[str]:
         return sorted({lang for group in self.by_id.values() for lang in group})
 
-    def restrict(self, languages: list[str]) -> ParallelData:
+    def restrict(self, languages: list[str], every_language: bool = True) -> ParallelData:
+        """The records in ``languages``; with ``every_language`` each of them must be in the data."""
         wanted = set(languages)
         missing = wanted - set(self.languages)
-        if missing:
+        if every_language and missing:
             raise DataError(f"languages {sorted(missing)} are not in the data (it has {self.languages})")
         kept = {i: {lang: ex for lang, ex in g.items() if lang in wanted} for i, g in self.by_id.items()}
         return ParallelData({i: g for i, g in kept.items() if g})
+
+    def merged(self, other: ParallelData, where: str) -> ParallelData:
+        """Both datasets' records; a shared id links translations, a shared (id, language) is an error."""
+        result = ParallelData({pair_id: dict(group) for pair_id, group in self.by_id.items()})
+        for group in other.by_id.values():
+            for example in group.values():
+                result.add(example, where)
+        return result
 
     def __len__(self) -> int:
         return sum(len(group) for group in self.by_id.values())
@@ -136,7 +145,7 @@ def read_parallel_jsonl(path: Path) -> ParallelData:
         unknown = set(record) - {"id", "lang", "query", "positive", "negatives"}
         if unknown:
             raise DataError(f"{where}: unknown field(s) {sorted(unknown)}")
-        pair_id = record.get("id", f"line-{number}")
+        pair_id = record.get("id", f"{path}#{number}")  # the file in it: several files' records never collide
         if not isinstance(pair_id, str) or not pair_id:
             raise DataError(f"{where}: 'id' must be a non-empty string")
         lang = record.get("lang") or language_detector().detect(record["query"])
@@ -160,4 +169,17 @@ def load_data(
     else:
         raise DataError(f"unknown data format {fmt!r} (use 'lareqa' or 'jsonl')")
     log.info("%s: %d ids, %d examples, languages %s", path, len(data.by_id), len(data), data.languages)
+    return data
+
+
+def add_extra_pairs(data: ParallelData, paths: list[str], languages: list[str]) -> ParallelData:
+    """``data`` with the records of each JSONL file in ``paths`` that are in ``languages`` (any data format's
+    training set can take a user's plain pairs; they join the monolingual batches of their languages, and the
+    cross-language ones where their ids link translations)."""
+    for path in paths:
+        extra = read_parallel_jsonl(Path(path)).restrict(languages, every_language=False)
+        if not extra.by_id:
+            raise DataError(f"{path}: no records in the training languages {languages}")
+        data = data.merged(extra, path)
+        log.info("%s: %d ids, %d examples added, languages %s", path, len(extra.by_id), len(extra), extra.languages)
     return data

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from training.config import ConfigError, TrainConfig, build_config, parse_overrides, settings_help
-from training.data import DataError, ParallelData, load_data
+from training.data import DataError, Example, ParallelData, add_extra_pairs, load_data
 from training.held_out import evaluate_held_out, split_held_out, start_model_dir
 from training.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, merge_adapter
 from training.model import load_encoder, save_hf_folder
@@ -124,7 +124,8 @@ def copy_adapter(source: Path, dest: Path, base_name: str = "") -> Path:
 
 
 def mine_training_negatives(config: TrainConfig, train: ParallelData) -> ParallelData:
-    """Hard negatives for the training pairs, mined with the starting model (training/mining.py)."""
+    """Hard negatives for the training pairs that have none of their own (those keep theirs), mined with the
+    starting model among those pairs' positives (training/mining.py)."""
     from training.evaluate import make_embedder
     from training.mining import MiningConfig, mine_negatives
 
@@ -134,10 +135,22 @@ def mine_training_negatives(config: TrainConfig, train: ParallelData) -> Paralle
         per_query=max(5, config.hard_negatives_per_pair),
         seed=config.seed,
     )
+    groups = {pair_id: without_negatives(group) for pair_id, group in train.by_id.items()}
+    bare = ParallelData({pair_id: group for pair_id, group in groups.items() if group})
+    if not bare.by_id:
+        log.info("mine_negatives: every training pair has negatives of its own; nothing mined")
+        return train
     embedder = make_embedder(config.model, query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
-    mined, report = mine_negatives(train, embedder, mining)
+    mined, report = mine_negatives(bare, embedder, mining)
     log.info("mined hard negatives with %s: %s", config.model, report)
-    return mined
+    kept = ParallelData({pair_id: dict(group) for pair_id, group in train.by_id.items()})
+    for pair_id, group in mined.by_id.items():
+        kept.by_id[pair_id].update(group)
+    return kept
+
+
+def without_negatives(group: dict[str, Example]) -> dict[str, Example]:
+    return {lang: example for lang, example in group.items() if not example.negatives}
 
 
 def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-def]
@@ -155,6 +168,8 @@ def run(config: TrainConfig, on_step=None) -> dict:  # type: ignore[no-untyped-d
             train, held_out = split_held_out(train, config.held_out_fraction, config.seed)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+    if config.extra_train_paths:
+        train = add_extra_pairs(train, config.extra_train_paths, languages)
     if config.mine_negatives:
         train = mine_training_negatives(config, train)
     dev = None

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.tiny import ROOT
-from training.data import DataError, load_data, read_parallel_jsonl
+from training.data import DataError, add_extra_pairs, load_data, read_parallel_jsonl
 
 XQUAD = ROOT / "data" / "xquad-r"
 SPLITS = ROOT / "data" / "splits" / "xquad-r-articles.json"
@@ -38,6 +38,30 @@ def test_parallel_jsonl_groups_translations(parallel_jsonl: Path) -> None:
     assert data.restrict(["en", "zh"]).languages == ["en", "zh"]
     with pytest.raises(DataError, match=r"languages \['fr'\] are not in the data"):
         data.restrict(["en", "fr"])
+
+
+def test_extra_pairs_join_any_training_data(parallel_jsonl: Path, plain_pairs_jsonl: Path) -> None:
+    data = read_parallel_jsonl(parallel_jsonl)
+    joined = add_extra_pairs(data, [str(plain_pairs_jsonl)], ["de", "en", "es", "zh"])
+    added = set(joined.by_id) - set(data.by_id)
+    assert len(added) == 20 and all(i.startswith(f"{plain_pairs_jsonl}#") for i in added)  # vi left out
+    assert sorted(lang for i in added for lang in joined.by_id[i]) == ["de"] * 10 + ["en"] * 10
+    assert all(joined.by_id[i] == data.by_id[i] for i in data.by_id)
+
+
+def test_extra_pairs_with_a_known_id_are_its_translations(tmp_path: Path, parallel_jsonl: Path) -> None:
+    extra = tmp_path / "vi.jsonl"
+    extra.write_text('{"id": "p000", "lang": "vi", "query": "Ai thắng?", "positive": "Broncos thắng."}\n')
+    joined = add_extra_pairs(read_parallel_jsonl(parallel_jsonl), [str(extra)], ["de", "en", "es", "vi", "zh"])
+    assert sorted(joined.by_id["p000"]) == ["de", "en", "es", "vi", "zh"]  # cross batches can pair vi with the rest
+
+
+def test_extra_pairs_errors(tmp_path: Path, parallel_jsonl: Path, plain_pairs_jsonl: Path) -> None:
+    data = read_parallel_jsonl(parallel_jsonl)
+    with pytest.raises(DataError, match=r"duplicate record for id 'p000' in language 'en'"):
+        add_extra_pairs(data, [str(parallel_jsonl)], ["en"])
+    with pytest.raises(DataError, match=r"pairs.jsonl: no records in the training languages \['fr'\]"):
+        add_extra_pairs(data, [str(plain_pairs_jsonl)], ["fr"])
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def embedder(tiny_model: Path) -> OnnxEmbedder:
 def test_plain_pairs_get_ids_and_detected_languages(pairs_file: Path) -> None:
     data = read_parallel_jsonl(pairs_file)
     assert sorted(data.by_id["p003"]) == ["de", "en", "zh"]  # translations linked by their id
-    assert list(data.by_id["line-37"]) == ["de"] and list(data.by_id["line-38"]) == ["en"]  # detected
+    assert list(data.by_id[f"{pairs_file}#37"]) == ["de"] and list(data.by_id[f"{pairs_file}#38"]) == ["en"]
 
 
 def test_what_is_mined(pairs_file: Path, embedder: OnnxEmbedder) -> None:
