@@ -23,6 +23,9 @@ class Collated:
     passages: Inputs  # positives first, then translation positives (blocks of n_positives), then hard negatives
     n_positives: int
     n_translation_positives: int = 0
+    # (queries x passages) True where a passage is another copy of the query's positive text (e.g. a second question
+    # on the same paragraph): not a negative. None when the batch has no such copy.
+    same_as_positive: torch.Tensor | None = None
 
 
 class BatchCollator:
@@ -47,11 +50,15 @@ class BatchCollator:
         extra = self.translation_positives(batch, data, step) if translations else []
         negatives = self.hard_negatives(batch, data, step) if config.hard_negatives else []
         tokenize = self.tokenize
+        passages = positives + extra + negatives
         return Collated(
             tokenize(queries, config.query_prefix, config.max_query_length),
-            tokenize(positives + extra + negatives, config.passage_prefix, config.max_passage_length),
+            tokenize(passages, config.passage_prefix, config.max_passage_length),
             len(positives),
             len(extra),
+            copies_of_positives(positives, passages, 1 + len(extra) // len(positives))
+            if config.mask_duplicate_positives
+            else None,
         )
 
     def translation_positives(self, batch: Batch, data: ParallelData, step: int) -> list[str]:
@@ -88,3 +95,25 @@ class BatchCollator:
         if where == "any":
             return [(rng.choice(sorted(data.by_id[pair.id])), per_pair)]
         return [(pair.passage_lang, per_pair)]
+
+
+def copies_of_positives(positives: list[str], passages: list[str], own_blocks: int = 1) -> torch.Tensor | None:
+    """Where ``passages`` repeats a query's positive text outside the query's own positive columns (row i's are
+    i, n + i, ... for ``own_blocks`` blocks of n: its positive and its translation positives); None when nothing
+    repeats (the common case: no mask to apply)."""
+    n = len(positives)
+    columns: dict[str, list[int]] = {}
+    for column, text in enumerate(passages):
+        columns.setdefault(text, []).append(column)
+    copies = [
+        (row, column)
+        for row, text in enumerate(positives)
+        for column in columns[text]
+        if not (column < own_blocks * n and column % n == row)
+    ]
+    if not copies:
+        return None
+    mask = torch.zeros((len(positives), len(passages)), dtype=torch.bool)
+    rows, cols = zip(*copies, strict=True)
+    mask[list(rows), list(cols)] = True
+    return mask

@@ -50,6 +50,9 @@ class TrainConfig:
     # Also the passage-to-query direction (each positive picks its query among the batch's queries), the loss being
     # the mean of both (measured: experiments/recipes/11-symmetric.yaml).
     symmetric_loss: bool = False  # InfoNCE in both directions; the dev loss stays query-to-passage
+    # Two pairs with one positive text in a batch (two questions on one paragraph, common in plain pairs): without
+    # this, each one's positive is the other's negative. The shipped adapter's recipe predates it (off there).
+    mask_duplicate_positives: bool = True  # a copy of a query's positive text is not one of its negatives
     batch_size: int = 32  # pairs per batch (in-batch negatives)
     grad_cache_chunk: int = 0  # 0: plain batching; >0: GradCache with sub-batches of this size
     # Pieces of 8 on a CPU (padding is what costs there), the whole batch on a GPU (5x faster there than 8).
@@ -95,8 +98,11 @@ class TrainConfig:
     # Your own pairs (jsonl): this share of their ids is held out of training and dev, and the run ends with
     # `polyglot-search eval`'s table on them, the starting model against the result (needs export_onnx).
     held_out_fraction: float = 0.0  # share of ids held out for the final evaluation; 0 = none
+    # Your plain pairs added to any training data (e.g. to the XQuAD-R articles): JSONL files, their records in
+    # `languages` kept; they join those languages' monolingual batches (and cross ones where ids link translations).
+    extra_train_paths: list[str] = field(default_factory=list)  # JSONL files of pairs added to the training data
     # Plain pairs without negatives: mine them with the starting model before training (training/mining.py).
-    mine_negatives: bool = False  # mine hard negatives for the training pairs with `model` (needs hard_negatives)
+    mine_negatives: bool = False  # mine hard negatives for the pairs that have none with `model` (needs hard_negatives)
     mine_skip_top: int = 3  # mined negatives: the best candidates skipped as likely unjudged answers
     mine_margin: float = 0.05  # mined negatives score at most the positive's score minus this
 
@@ -150,6 +156,9 @@ class ConfigError(ValueError):
     pass
 
 
+MAY_BE_EMPTY = {"extra_train_paths"}  # list settings where an empty list means "none"
+
+
 def _coerce(name: str, raw: Any, hint: Any) -> Any:
     if hint is str:
         return raw if isinstance(raw, str) else ("" if raw is None else str(raw))
@@ -157,7 +166,9 @@ def _coerce(name: str, raw: Any, hint: Any) -> Any:
     if hint == list[str]:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not value:
+        if value is None and name in MAY_BE_EMPTY:
+            value = []
+        if not isinstance(value, list) or not (value or name in MAY_BE_EMPTY):
             raise ConfigError(f"{name}: expected a non-empty list, got {raw!r}")
         return [str(v) for v in value]
     if hint is bool:
@@ -229,6 +240,8 @@ LATER_SETTINGS = {
     "mine_negatives": False,
     "mine_skip_top": 3,
     "mine_margin": 0.05,
+    "extra_train_paths": [],
+    "mask_duplicate_positives": False,
 }
 
 

@@ -13,6 +13,7 @@ def info_nce(
     temperature: float = 0.05,
     translation_positives: torch.Tensor | None = None,
     symmetric: bool = False,
+    same_as_positive: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each query against every passage in the batch; query i's positive is passage i.
 
@@ -28,8 +29,13 @@ def info_nce(
     ``symmetric`` adds the passage-to-query direction (as in CLIP and LaBSE): positive i picks query i among the
     batch's queries, and the loss is the mean of the two directions. Hard negatives and translations are candidates
     of the first direction only.
+
+    ``same_as_positive`` (queries x candidates, True where a candidate is another copy of the query's positive text:
+    two questions on one paragraph) leaves those candidates out of the query's negatives, in both directions.
     """
-    loss, logits = _query_to_passage(queries, positives, hard_negatives, temperature, translation_positives)
+    loss, logits = _query_to_passage(
+        queries, positives, hard_negatives, temperature, translation_positives, same_as_positive
+    )
     return (loss + _passage_to_query(logits)) / 2 if symmetric else loss
 
 
@@ -39,11 +45,18 @@ def _query_to_passage(
     hard_negatives: torch.Tensor | None,
     temperature: float,
     translation_positives: torch.Tensor | None,
+    same_as_positive: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The query-to-passage loss of ``info_nce`` and its logits (queries x candidates, positives first)."""
-    if translation_positives is None:
-        candidates = positives if hard_negatives is None else torch.cat([positives, hard_negatives])
+
+    def scored(candidates: torch.Tensor) -> torch.Tensor:
         logits = queries @ candidates.T / temperature
+        if same_as_positive is None:
+            return logits
+        return logits.masked_fill(same_as_positive.to(logits.device), float("-inf"))
+
+    if translation_positives is None:
+        logits = scored(positives if hard_negatives is None else torch.cat([positives, hard_negatives]))
         labels = torch.arange(queries.shape[0], device=queries.device)
         return F.cross_entropy(logits, labels), logits
     n = queries.shape[0]
@@ -51,7 +64,7 @@ def _query_to_passage(
         raise ValueError(f"{translation_positives.shape[0]} translation positives are not whole blocks of {n}")
     blocks = 1 + translation_positives.shape[0] // n
     parts = [positives, translation_positives] + ([] if hard_negatives is None else [hard_negatives])
-    logits = queries @ torch.cat(parts).T / temperature
+    logits = scored(torch.cat(parts))
     rows = torch.arange(n, device=queries.device)
     positive_columns = rows[:, None] + n * torch.arange(blocks, device=queries.device)[None, :]  # (n, blocks)
     is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positive_columns, True)

@@ -144,7 +144,8 @@ class Trainer:
         negatives = passages[n + k :] if passages.shape[0] > n + k else None
         translations = passages[n : n + k] if k else None
         symmetric = training and self.config.symmetric_loss
-        return info_nce(queries, passages[:n], negatives, self.config.temperature, translations, symmetric)
+        temperature, copies = self.config.temperature, collated.same_as_positive
+        return info_nce(queries, passages[:n], negatives, temperature, translations, symmetric, copies)
 
     def backward(self, collated: Collated) -> float:
         """Loss + gradients for the whole batch; GradCache (training/grad_cache.py) when ``grad_cache_chunk`` > 0."""

@@ -36,3 +36,23 @@ def parallel_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("parallel") / "train.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def plain_pairs_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Plain pairs as a user has them (no id, no negatives) from demo paragraphs the parallel data leaves out:
+    10 German, 10 English and 4 Vietnamese (a language the tiny runs do not train on)."""
+    corpus = {
+        (r["metadata"]["group"], r["lang"]): r["text"]
+        for r in map(json.loads, (ROOT / "data/demo/corpus.jsonl").read_text(encoding="utf-8").splitlines())
+    }
+    queries = [json.loads(line) for line in (ROOT / "data/demo/queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    wanted = {"de": range(40, 50), "en": range(50, 60), "vi": range(60, 64)}
+    rows = [
+        {"query": q["query"], "positive": corpus[(q["group"], q["lang"])][:200], "lang": q["lang"]}
+        for q in queries
+        if q["lang"] in wanted and int(q["group"][1:]) in wanted[q["lang"]]
+    ]
+    path = tmp_path_factory.mktemp("plain") / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

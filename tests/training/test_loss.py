@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from training.collator import copies_of_positives
 from training.loss import info_nce
 
 
@@ -81,3 +82,42 @@ def test_the_passage_to_query_direction_leaves_hard_negatives_and_translations_o
         one_way = info_nce(queries, positives, negatives, temperature=0.1, **extra)
         both = info_nce(queries, positives, negatives, temperature=0.1, symmetric=True, **extra)
         assert torch.allclose(both, (one_way + passage_to_query) / 2, atol=1e-6)
+
+
+def test_a_copy_of_the_positive_is_not_a_negative() -> None:
+    """Pairs 0 and 1 share one positive text (two questions on one paragraph): with the mask, neither copy is the
+    other query's negative, in either direction; pair 2 is scored against everything."""
+    torch.manual_seed(0)
+    queries = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
+    passages = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
+    passages[1] = passages[0]
+    negatives = torch.nn.functional.normalize(torch.randn(2, 4), dim=1)
+    mask = copies_of_positives(["p", "p", "q"], ["p", "p", "q", "n1", "n2"])
+    assert mask is not None and mask.nonzero().tolist() == [[0, 1], [1, 0]]
+    logits = queries @ torch.cat([passages, negatives]).T / 0.1
+    forwards = [
+        torch.logsumexp(logits[0, [0, 2, 3, 4]], 0) - logits[0, 0],
+        torch.logsumexp(logits[1, [1, 2, 3, 4]], 0) - logits[1, 1],
+        torch.logsumexp(logits[2], 0) - logits[2, 2],
+    ]
+    masked = info_nce(queries, passages, negatives, 0.1, same_as_positive=mask)
+    assert float(masked) == pytest.approx(float(sum(forwards) / 3), rel=1e-5)
+    backwards = [
+        torch.logsumexp(logits[[0, 2], 0], 0) - logits[0, 0],
+        torch.logsumexp(logits[[1, 2], 1], 0) - logits[1, 1],
+        torch.logsumexp(logits[:3, 2], 0) - logits[2, 2],
+    ]
+    symmetric = info_nce(queries, passages, negatives, 0.1, symmetric=True, same_as_positive=mask)
+    assert float(symmetric) == pytest.approx(float((sum(forwards) + sum(backwards)) / 6), rel=1e-5)
+    unmasked = info_nce(queries, passages, negatives, 0.1)
+    assert float(unmasked) > float(masked)  # each copy counted against the other
+
+
+def test_no_repeated_positive_no_mask() -> None:
+    assert copies_of_positives(["p", "q"], ["p", "q", "n"]) is None
+    # a hard negative that is a copy of a query's positive is left out of that query's negatives too
+    assert copies_of_positives(["p", "q"], ["p", "q", "p"]).nonzero().tolist() == [[0, 2]]
+    # a translation positive that reads the same as its own positive (a name) stays a positive
+    assert copies_of_positives(
+        ["Paris", "q"], ["Paris", "q", "Paris", "q-de", "Paris"], own_blocks=2
+    ).nonzero().tolist() == [[0, 4]]

@@ -18,6 +18,7 @@ from tests.tiny import ROOT
 from training.config import ConfigError, TrainConfig, build_config
 from training.data import read_parallel_jsonl
 from training.model import load_encoder
+from training.samplers import Batch, Pair
 from training.train import init_distributed
 from training.trainer import Trainer, autocast_dtype, piece_size
 
@@ -190,9 +191,11 @@ def test_symmetric_loss_trains_both_directions_and_stops_on_the_one_way_dev_loss
 def test_checkpoints_from_before_a_setting_existed_still_resume() -> None:
     from training.config import LATER_SETTINGS, config_digest
 
-    config = TrainConfig()
+    config = dataclasses.replace(TrainConfig(), mask_duplicate_positives=False)
     older = json.loads(config_digest(config))
     assert not set(LATER_SETTINGS) & set(older)  # a checkpoint made then had none of these keys
+    # a later setting whose default is not how older runs trained: an older checkpoint resumes only with it set back
+    assert json.loads(config_digest(TrainConfig()))["mask_duplicate_positives"] is True
     changed = json.loads(config_digest(dataclasses.replace(config, translation_positives=1)))
     assert changed["translation_positives"] == 1  # a run that uses one is told apart
     assert json.loads(config_digest(dataclasses.replace(config, symmetric_loss=True)))["symmetric_loss"] is True
@@ -354,11 +357,11 @@ def test_bf16_autocast_trains_with_an_fp32_loss(tmp_path: Path, tiny_hf_model: P
 
 @pytest.mark.e2e
 def test_train_py_end_to_end_then_serve(
-    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, tiny_corpus: Path
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, plain_pairs_jsonl: Path, tiny_corpus: Path
 ) -> None:
-    """`python training/train.py` on the tiny model, hard negatives mined with it, a quarter of the pairs held out:
-    the run ends with the held-out table (the starting model against the result); the service then loads its output
-    and answers /search."""
+    """`python training/train.py` on the tiny model, a quarter of the pairs held out, plain pairs added whose hard
+    negatives are mined with it: the run ends with the held-out table (the starting model against the result); the
+    service then loads its output and answers /search."""
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(
         f"run_name: tiny-e2e\nmodel: {tiny_hf_model}\n"
@@ -380,6 +383,8 @@ def test_train_py_end_to_end_then_serve(
             "0.25",
             "--hard_negatives",
             "true",
+            "--extra_train_paths",
+            str(plain_pairs_jsonl),
             "--mine_negatives",
             "true",
             "--mine_margin",  # the random tiny model scores everything alike: no margin, or nothing is kept
@@ -399,7 +404,9 @@ def test_train_py_end_to_end_then_serve(
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["name"] == "tiny-e2e" and manifest["parity"]["fp32"]["max_abs_diff"] <= 1e-4
     assert "Held-out pairs (40 queries, 40 passages): start vs result" in result.stdout
-    assert "mined hard negatives with" in result.stderr and "120 of 120 queries got negatives" in result.stderr
+    assert "20 ids, 20 examples added, languages ['de', 'en']" in result.stderr  # vi is not trained on
+    # the parallel pairs keep their own negatives; the 20 plain ones get mined ones
+    assert "mined hard negatives with" in result.stderr and "20 of 20 queries got negatives" in result.stderr
     held_out = json.loads((run_dir / "summary.json").read_text())["held_out"]
     assert held_out["ids"] == 10 and len(held_out["models"]) == 2
     assert set(held_out["differences"]["tiny-e2e"]) >= {"ndcg@10", "own_language@10", "rank_distance"}
@@ -441,3 +448,21 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
         build_config(None, parse_overrides(["--batch-size", "many"]))
     config = build_config(None, parse_overrides(["--languages", "en,de", "--alpha=0.25", "--query-prefix", "q: "]))
     assert config.languages == ["en", "de"] and config.alpha == 0.25 and config.query_prefix == "q: "
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_a_batch_marks_copies_of_a_positive(
+    tmp_path: Path, tiny_hf_model: Path, parallel_jsonl: Path, masked: bool
+) -> None:
+    config = tiny_config(tmp_path, tiny_hf_model, parallel_jsonl, mask_duplicate_positives=masked)
+    trainer = make_trainer(config, parallel_jsonl)
+    # two questions (German, Spanish) answered by one English passage, and a third pair
+    batch = Batch("cross", [Pair("p000", "de", "en"), Pair("p000", "es", "en"), Pair("p001", "en", "de")])
+    collated = trainer.collator.collate(batch, trainer.train_data, 0)
+    if masked:
+        assert collated.same_as_positive is not None
+        assert collated.same_as_positive.nonzero().tolist() == [[0, 1], [1, 0]]
+    else:
+        assert collated.same_as_positive is None
+    queries, passages = (trainer._embed(inputs, trainer._forward) for inputs in (collated.queries, collated.passages))
+    assert math.isfinite(float(trainer._loss(queries, passages, collated)))
