@@ -20,32 +20,61 @@ log = logging.getLogger("training.held_out")
 
 def split_held_out(data: ParallelData, fraction: float, seed: int) -> tuple[ParallelData, ParallelData]:
     """(kept, held out): a seeded ``fraction`` of the ids, with all their languages, so that no translation of a
-    held-out pair is trained on."""
-    ids = data.ids
-    count = round(len(ids) * fraction)
-    if fraction and (count == 0 or count == len(ids)):
-        raise ValueError(f"held_out_fraction {fraction} of {len(ids)} ids holds out {count}: need at least one each")
-    held = set(random.Random(f"{seed}/held-out").sample(ids, count))
+    held-out pair is trained on. Ids whose pairs share a positive text (several questions on one paragraph) are held
+    out together, so that no held-out passage is trained on either; the fraction counts such clusters."""
+    clusters = sharing_a_positive(data)
+    count = round(len(clusters) * fraction)
+    if fraction and (count == 0 or count == len(clusters)):
+        raise ValueError(
+            f"held_out_fraction {fraction} of {len(clusters)} ids (ids that share a positive counted once) holds out "
+            f"{count}: need at least one each"
+        )
+    chosen = random.Random(f"{seed}/held-out").sample(sorted(clusters), count)
+    held = {pair_id for key in chosen for pair_id in clusters[key]}
     return (
         ParallelData({i: g for i, g in data.by_id.items() if i not in held}),
         ParallelData({i: g for i, g in data.by_id.items() if i in held}),
     )
 
 
+def sharing_a_positive(data: ParallelData) -> dict[str, list[str]]:
+    """The ids linked by a shared positive text, by their first id (each id alone when no positive repeats)."""
+    parent: dict[str, str] = {}
+
+    def root(pair_id: str) -> str:
+        while parent[pair_id] != pair_id:
+            parent[pair_id] = parent[parent[pair_id]]
+            pair_id = parent[pair_id]
+        return pair_id
+
+    first_with: dict[str, str] = {}
+    for pair_id in data.ids:
+        parent[pair_id] = pair_id
+        for example in data.by_id[pair_id].values():
+            other = first_with.setdefault(example.positive, pair_id)
+            parent[root(pair_id)] = root(other)
+    clusters: dict[str, list[str]] = {}
+    for pair_id in data.ids:
+        clusters.setdefault(root(pair_id), []).append(pair_id)
+    return {members[0]: members for members in clusters.values()}
+
+
 def eval_set_of(data: ParallelData) -> EvalSet:
-    """Each held-out query against every held-out positive; its relevant documents are its pair's positives in
-    every language (the translations, when ids link them)."""
-    corpus = [
-        SourceDocument(f"{pair_id}/{lang}", ex.positive, lang)
-        for pair_id, group in sorted(data.by_id.items())
-        for lang, ex in sorted(group.items())
-    ]
+    """Each held-out query against every distinct held-out positive; its relevant documents are its pair's positives
+    in every language (the translations, when ids link them)."""
+    document_of: dict[str, str] = {}
+    corpus = []
+    for pair_id, group in sorted(data.by_id.items()):
+        for lang, ex in sorted(group.items()):
+            if ex.positive not in document_of:  # a paragraph several questions were written on is one document
+                document_of[ex.positive] = f"{pair_id}/{lang}"
+                corpus.append(SourceDocument(document_of[ex.positive], ex.positive, lang))
     queries, qrels = [], {}
     for pair_id, group in sorted(data.by_id.items()):
         for lang, ex in sorted(group.items()):
             query_id = f"{pair_id}/{lang}"
             queries.append(EvalQuery(query_id, ex.query, lang))
-            qrels[query_id] = {f"{pair_id}/{other}": 1 for other in group}
+            qrels[query_id] = {document_of[other.positive]: 1 for other in group.values()}
     return EvalSet(queries, qrels, corpus)
 
 

@@ -87,8 +87,8 @@ def load_eval_set(
     missing = sorted(set(judged) - set(texts))
     if missing:
         raise EvalDataError(f"{len(missing)} judged queries have no text, e.g. {missing[:3]}")
-    without_relevant = sum(not any(grade > 0 for grade in docs.values()) for docs in judged.values())
-    judged = {query_id: docs for query_id, docs in judged.items() if any(grade > 0 for grade in docs.values())}
+    with_relevant = {query_id: docs for query_id, docs in judged.items() if any(grade > 0 for grade in docs.values())}
+    without_relevant, judged = len(judged) - len(with_relevant), with_relevant
     if not judged:
         raise EvalDataError("no query has a relevant document (a grade above 0)")
     order = {query_id: i for i, query_id in enumerate(texts)}
