@@ -16,13 +16,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import faiss
 import numpy as np
 from tqdm import tqdm
 
 from app.corpus import Document
 from app.encoder import OnnxEncoder
 from app.manifest import IndexManifest
-from app.stores.embedded.index import IndexType, SearchIndex, new_faiss_index
+from app.stores.embedded.index import IndexType, SearchIndex
 
 log = logging.getLogger(__name__)
 SHARD_PASSAGES = 2048
@@ -56,7 +57,7 @@ def build_index(
         embeddings = encoder.encode([d.text for d in documents], "passage", batch_size, progress)
     else:
         embeddings = encode_in_shards(encoder, documents, shard_dir, batch_size, progress)
-    vectors = new_faiss_index(encoder.dim, index_type)
+    vectors = faiss.IndexFlatIP(encoder.dim)
     vectors.add(embeddings)
     manifest = IndexManifest(
         model_name=encoder.manifest.name,
@@ -75,7 +76,10 @@ def build_index(
         passage_overlap_tokens=passage_overlap_tokens,
         model_choice=model_choice,
     )
-    return SearchIndex(vectors, documents, manifest)
+    index = SearchIndex(vectors, documents, manifest)
+    if index.wants_graph:
+        index.build_graph(progress)
+    return index
 
 
 def _shard_key(encoder: OnnxEncoder, shard: list[Document]) -> str:

@@ -220,9 +220,10 @@ def copy_command(args: argparse.Namespace, settings: Settings) -> None:
     from app.stores.milvus import CollectionIdentity, connect_milvus
 
     settings = _milvus_settings(args, settings)
-    source = Collection(args.source, snapshot_every=10**9)  # replays the source's log
+    source = Collection(args.source, snapshot_every=10**9, graphs=False)  # replays the source's log
     try:
-        vectors, documents, manifest = source.index.snapshot_copy()
+        snapshot = source.index.snapshot_copy()
+        vectors, documents, manifest = snapshot.vectors, snapshot.documents, snapshot.manifest
     finally:
         source.close()  # folds the logged writes into a snapshot when the index is writable
     identity = CollectionIdentity.of_index(manifest)
@@ -283,7 +284,7 @@ def backup_command(args: argparse.Namespace, settings: Settings) -> None:
             WriteAheadLog(wal_path(args.index_dir)).close()
         except OSError as exc:
             raise ManifestError(f"{exc}: back a served index up with --server") from exc
-        source = Collection(args.index_dir, snapshot_every=10**9)  # replays its log
+        source = Collection(args.index_dir, snapshot_every=10**9, graphs=False)  # replays its log
         try:
             folder, _ = source.backup()
         finally:
@@ -465,7 +466,13 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="encode with this model folder (default: chosen by the corpus's languages, SEARCH_MODEL_CHOICE)",
     )
-    index.add_argument("--index-type", choices=["flat", "hnsw"], default="flat", help="flat = exact search")
+    index.add_argument(
+        "--index-type",
+        choices=["auto", "flat", "hnsw"],
+        default="auto",
+        help="flat: exact search; hnsw: an approximate graph too (writable, exact scores); auto: the graph once the "
+        "index holds 20,000 passages",
+    )
     index.add_argument("--batch-size", type=int, default=32)
     index.add_argument(
         "--store",

@@ -66,7 +66,10 @@ class IndexManifest(BaseModel):
     model_variant: Variant
     embedding_dim: int
     normalized: bool = Field(True, description="every stored vector is unit length (checked when loaded)")
-    index_type: Literal["flat", "hnsw"] = "flat"
+    index_type: Literal["flat", "hnsw", "auto"] = Field(
+        "flat", description="flat: exact search; hnsw: an approximate graph too; auto: the graph over a size"
+    )
+    graph: dict | None = Field(None, description="the approximate graph's efSearch and the recall it measured")
     size: int
     languages: dict[str, int] = Field(default_factory=dict)
     corpus: str = ""

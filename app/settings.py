@@ -112,6 +112,15 @@ class Settings(BaseSettings):
         "(always: burns idle CPU), or never",
     )
     snapshot_every: int = Field(1000, ge=1, description="writes between background snapshots")
+    graph_auto_from: int = Field(
+        20_000, ge=0, description="an index built with --index-type auto gets its approximate graph at this size"
+    )
+    graph_exact_below: int = Field(
+        20_000, ge=0, description="searches among fewer passages (a selective filter) skip the graph: exact"
+    )
+    graph_ef_search: int | None = Field(
+        None, ge=1, description="the graph's efSearch; unset = the value measured for recall@10 0.97 when it was built"
+    )
     write_api_keys: Keys = Field(default_factory=list, description="comma-separated keys for writes; none = no writes")
     read_api_keys: Keys = Field(default_factory=list, description="comma-separated keys for reads; none = open reads")
     host: str = Field("127.0.0.1", description="bind address for `python -m app.cli serve`")

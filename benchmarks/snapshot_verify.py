@@ -29,6 +29,7 @@ from app.stores.embedded.index import (
     MANIFEST_FILE,
     VECTORS_FILE,
     SearchIndex,
+    Snapshot,
     stored_vectors,
     write_snapshot_files,
 )
@@ -53,7 +54,7 @@ def write_folder(folder: Path, size: int, texts: list[Document]) -> float:
         model_name="random", model_fingerprint="0" * 64, model_variant="fp32", embedding_dim=DIM, size=size
     )
     started = time.perf_counter()
-    write_snapshot_files(folder, index, documents, manifest)
+    write_snapshot_files(folder, Snapshot(index, documents, manifest))
     return time.perf_counter() - started
 
 

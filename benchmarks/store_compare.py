@@ -111,7 +111,8 @@ def lang_field_choice(index: SearchIndex, queries: np.ndarray, folder: Path) -> 
     """One-language search latency on Milvus Lite for the three ways to hold ``lang``."""
     from pymilvus import DataType, MilvusClient
 
-    vectors, documents, _ = index.snapshot_copy()
+    snapshot = index.snapshot_copy()
+    vectors, documents = snapshot.vectors, snapshot.documents
     client = MilvusClient(str(folder / "choice.db"))
     figures = {}
     for variant in ("plain", "inverted", "partition_key"):

@@ -59,5 +59,7 @@ def open_store(settings: Settings, model: ModelManifest, variant: str) -> Store:
 
         return connect_milvus(settings, CollectionIdentity.of_model(model, variant))
     from app.stores.embedded.collection import Collection
+    from app.stores.embedded.index import GraphTuning
 
-    return Collection(settings.index_dir, settings.snapshot_every)
+    tuning = GraphTuning(settings.graph_auto_from, settings.graph_exact_below, settings.graph_ef_search)
+    return Collection(settings.index_dir, settings.snapshot_every, tuning)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -91,23 +92,26 @@ def test_a_damaged_snapshot_file_falls_back_with_nothing_lost(
 def test_a_zeroed_vector_with_a_valid_checksum_is_caught(writable_index: Path, tmp_path: Path) -> None:
     """A buggy writer's damage: the checksum is of the damaged file, the unit-length check catches it."""
     index = SearchIndex.load(writable_index)
-    vectors, documents, manifest = index.snapshot_copy()
+    snapshot = index.snapshot_copy()
+    vectors = snapshot.vectors
     matrix = vectors.reconstruct_n(0, vectors.ntotal)
     matrix[7] = 0.0
     damaged = type(vectors)(vectors.d)
     damaged.add(matrix)
     folder = tmp_path / "written-wrong"
     folder.mkdir()
-    write_snapshot_files(folder, damaged, documents, manifest)
+    write_snapshot_files(folder, replace(snapshot, vectors=damaged))
     with pytest.raises(SnapshotDamaged, match="row 7 has norm 0"):
         SearchIndex.load(folder)
 
 
 def test_counts_that_disagree_are_caught(writable_index: Path, tmp_path: Path) -> None:
-    vectors, documents, manifest = SearchIndex.load(writable_index).snapshot_copy()
+    snapshot = SearchIndex.load(writable_index).snapshot_copy()
     folder = tmp_path / "miscounted"
     folder.mkdir()
-    write_snapshot_files(folder, vectors, documents, manifest.model_copy(update={"size": manifest.size + 1}))
+    write_snapshot_files(
+        folder, replace(snapshot, manifest=snapshot.manifest.model_copy(update={"size": snapshot.manifest.size + 1}))
+    )
     with pytest.raises(SnapshotDamaged, match="the manifest says"):
         SearchIndex.load(folder)
 
@@ -162,6 +166,6 @@ def test_the_server_serves_the_previous_snapshot_and_says_so(
             assert client.get(f"/documents/{doc_id}").json()["text"] == text
             hits = client.post("/search", json={"query": text, "top_k": 1, "filters": {"key": doc_id}}).json()
             assert [h["id"] for h in hits["results"]] == [doc_id]
-    vectors = SearchIndex.load(index_dir).snapshot_copy()[0]
+    vectors = SearchIndex.load(index_dir).snapshot_copy().vectors
     norms = np.linalg.norm(vectors.reconstruct_n(0, vectors.ntotal), axis=1)
     assert np.allclose(norms, 1.0, atol=1e-3)  # the snapshot written at the clean stop holds no zero vector

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.stores.embedded.index import SearchIndex
 from tests.conftest import running_server, start_server, writable_server_env
 
 pytestmark = pytest.mark.e2e
@@ -65,6 +66,35 @@ def test_acknowledged_writes_survive_kill_9(store: str, tiny_model: Path, tiny_i
     env = writable_server_env(
         tiny_model, tiny_index, tmp_path, store, SEARCH_WRITE_API_KEYS="k", SEARCH_SNAPSHOT_EVERY="5"
     )
+    kill_during_writes_then_check(env, store)
+
+
+def test_acknowledged_writes_survive_kill_9_on_the_approximate_index(
+    store: str, tiny_model: Path, tiny_index: Path, tmp_path: Path
+) -> None:
+    """The same on an index with its graph (searched through it even when small): writes reach the graph,
+    snapshots save it, and a restart serves it with the logged writes replayed into it."""
+    if store != "faiss":
+        pytest.skip("the graph is the embedded store's")
+    graph_index = tmp_path / "graph-source"
+    index = SearchIndex.load(tiny_index)
+    index.manifest = index.manifest.model_copy(update={"index_type": "hnsw"})
+    index.build_graph()
+    index.save(graph_index)
+    env = writable_server_env(
+        tiny_model,
+        graph_index,
+        tmp_path,
+        store,
+        SEARCH_WRITE_API_KEYS="k",
+        SEARCH_SNAPSHOT_EVERY="5",
+        SEARCH_GRAPH_EXACT_BELOW="0",
+    )
+    kill_during_writes_then_check(env, store)
+    assert SearchIndex.load(Path(env["SEARCH_INDEX_DIR"])).graph is not None
+
+
+def kill_during_writes_then_check(env: dict[str, str], store: str) -> None:
     process, base = start_server(env)
     base_size = httpx.get(f"{base}/ready").json()["index_size"]
     writers = [Writer(base, f"w{i}") for i in range(3)]

@@ -29,8 +29,9 @@ from app.filters import Filter
 from app.manifest import IndexManifest, ManifestError
 from app.stores.base import Store, StoreHealth
 from app.stores.embedded.backup import backup_folder, discard_backup_folders
+from app.stores.embedded.graph import PassageGraph
 from app.stores.embedded.index import (
-    HNSW_READ_ONLY,
+    GraphTuning,
     SearchIndex,
     point_link,
     version_folders,
@@ -58,11 +59,15 @@ def _storage_errors() -> Iterator[None]:
 class Collection(Store):
     """The embedded store: a FAISS ``SearchIndex`` in this process, its write-ahead log and snapshots."""
 
-    def __init__(self, index_dir: Path, snapshot_every: int = 1000) -> None:
+    def __init__(
+        self, index_dir: Path, snapshot_every: int = 1000, tuning: GraphTuning | None = None, graphs: bool = True
+    ) -> None:
+        """``graphs``: build the approximate graph when the index wants one (not for a one-off read of it)."""
         self.index_dir = Path(index_dir)
         self.snapshot_every = snapshot_every
         self.recovered_from: str | None = None  # set when the newest snapshot was damaged (see /ready)
         self.index = self._load()
+        self.index.tuning = tuning or GraphTuning()
         self._lock = threading.Lock()
         self._snapshot_mutex = threading.Lock()  # one snapshot at a time: the background thread or close()
         self._writes_since_snapshot = 0
@@ -73,9 +78,7 @@ class Collection(Store):
         replayed = self._replay(records_after(path, self.index.manifest.wal_seq))
         self.wal: WriteAheadLog | None = None
         self.read_only_reason: str | None = None
-        if not self.index.writable:
-            self.read_only_reason = HNSW_READ_ONLY
-        elif self.index_dir.is_dir() and not self.index_dir.is_symlink():
+        if self.index_dir.is_dir() and not self.index_dir.is_symlink():
             self.read_only_reason = (
                 f"{self.index_dir} is a plain folder, not the index layout (a link to a version folder) that "
                 "snapshots need; rebuild it with `python -m app.cli index`, or move it to "
@@ -100,6 +103,15 @@ class Collection(Store):
             self._thread.start()
             if self._writes_since_snapshot >= self.snapshot_every:
                 self._wanted.set()
+        # the approximate graph is built (or rebuilt, once deletes leave too many dead rows) in its own thread, so
+        # that neither searches nor snapshots wait for it: until it is there, searches are exact
+        self.graph_builds = 0
+        self.graph_error: str | None = None
+        self._graph_wanted = threading.Event()
+        self._graph_thread = threading.Thread(target=self._graph_loop, name="graph", daemon=True)
+        if graphs:
+            self._graph_thread.start()
+            self._check_graph()
 
     def _load(self) -> SearchIndex:
         """The newest snapshot, or the newest older one that loads when it is damaged (said loudly)."""
@@ -255,6 +267,34 @@ class Collection(Store):
         self._writes_since_snapshot += 1
         if self._writes_since_snapshot >= self.snapshot_every:
             self._wanted.set()  # the snapshot thread saves; this write is answered now
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        if self.index.needs_graph:
+            self._graph_wanted.set()
+
+    def _graph_loop(self) -> None:
+        while not self._stopping.is_set():
+            if not self._graph_wanted.wait(timeout=1.0) or self._stopping.is_set():
+                continue
+            self._graph_wanted.clear()
+            try:
+                self.build_graph()
+            except Exception as exc:  # searches stay exact (slower, never wrong); tried again on the next write
+                self.graph_error = f"{type(exc).__name__}: {exc}"
+                log.exception("building the approximate graph failed; searches stay exact")
+
+    def build_graph(self) -> None:
+        """Build the graph from the live vectors, copied under the lock, then swap it in with the writes since."""
+        with self._lock:
+            if not self.index.needs_graph:
+                return
+            vectors, slots = self.index.graph_inputs()
+        graph = PassageGraph.build(vectors, slots)
+        with self._lock:
+            self.index.install_graph(graph)
+        self.graph_builds += 1
+        self.graph_error = None
 
     def _snapshot_loop(self) -> None:
         backoff = 0.0
@@ -278,12 +318,12 @@ class Collection(Store):
                 if self.wal is None or not pending:
                     return
                 seq = self.wal.last_seq
-                vectors, documents, manifest = self.index.snapshot_copy(wal_seq=seq)
+                snapshot = self.index.snapshot_copy(wal_seq=seq)
                 self.wal.rotate()
                 self._writes_since_snapshot = 0
             started = time.perf_counter()
             try:
-                write_version(self.index_dir, vectors, documents, manifest)
+                write_version(self.index_dir, snapshot)
                 with self._lock:
                     self.index.manifest = self.index.manifest.model_copy(update={"wal_seq": seq})
                     self.wal.drop_through(self._good_snapshot_seq)  # the previous snapshot may still be needed
@@ -297,7 +337,7 @@ class Collection(Store):
                 raise
             self.snapshot_error = None
             seconds = time.perf_counter() - started
-            log.info("snapshot at log record %d (%d documents) in %.2f s", seq, len(documents), seconds)
+            log.info("snapshot at log record %d (%d documents) in %.2f s", seq, len(snapshot.documents), seconds)
 
     def backup(self) -> tuple[Path, IndexManifest]:
         """Everything acknowledged so far, checksummed, at the log's last sequence, in a new folder beside the index
@@ -305,23 +345,26 @@ class Collection(Store):
         versions and log are not touched."""
         with self._lock:
             seq = self.wal.last_seq if self.wal is not None else self.index.manifest.wal_seq
-            vectors, documents, manifest = self.index.snapshot_copy(wal_seq=seq)
+            snapshot = self.index.snapshot_copy(wal_seq=seq)
         folder = backup_folder(self.index_dir)
         try:
             with _storage_errors():
-                write_snapshot_files(folder, vectors, documents, manifest)
+                write_snapshot_files(folder, snapshot)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return folder, manifest
+        return folder, snapshot.manifest
 
     def stop_snapshots(self) -> None:
         """Stop the background snapshot thread (waits for a snapshot in progress)."""
         self._stopping.set()
         self._wanted.set()
+        self._graph_wanted.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._graph_thread.is_alive():
+            self._graph_thread.join(timeout=1.0)  # a build under way is left to finish or die with the process
 
     def close(self) -> None:
         self.stop_snapshots()

@@ -1,8 +1,9 @@
 """FAISS vectors + the id/text/metadata store, persisted atomically, tied by manifest to the model that built it.
 
-On disk, ``<index_dir>`` is a symlink to a complete version folder ``.<name>.<stamp>/`` holding ``index.faiss``,
-``docs.jsonl`` and ``manifest.json``. A new version is written and fsynced beside the old one, then the link is
-swapped with one ``rename``: a reader (or a crash) sees the old index or the new one, never a mix.
+On disk, ``<index_dir>`` is a symlink to a complete version folder ``.<name>.<stamp>/`` holding ``index.faiss`` (the
+fp32 vectors), ``docs.jsonl`` and ``manifest.json``, and with an approximate index ``graph.faiss`` and
+``graph-rows.npy`` (``app.stores.embedded.graph``). A new version is written and fsynced beside the old one, then
+the link is swapped with one ``rename``: a reader (or a crash) sees the old index or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -22,11 +24,12 @@ import faiss
 import numpy as np
 
 from app.corpus import Document, Group, Hit
-from app.errors import GroupingError, ReadOnlyIndex
+from app.errors import GroupingError
 from app.filters import AllOf, AnyOf, Bound, Condition, Filter, Negation, instant, value_key
 from app.jsonl import json_objects
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
 from app.stores.base import top_groups
+from app.stores.embedded.graph import RESCORE_CANDIDATES, GraphChoice, PassageGraph
 from app.stores.embedded.integrity import (
     CHECKSUMMED_FORMAT,
     ChecksumCheck,
@@ -37,43 +40,60 @@ from app.stores.embedded.integrity import (
 
 log = logging.getLogger(__name__)
 
-IndexType = Literal["flat", "hnsw"]
+# flat: exact search only; hnsw: an approximate graph beside the vectors; auto: the graph from AUTO_GRAPH_FROM
+IndexType = Literal["flat", "hnsw", "auto"]
 VECTORS_FILE, DOCS_FILE, MANIFEST_FILE = "index.faiss", "docs.jsonl", "manifest.json"
 SNAPSHOT_FILES = (VECTORS_FILE, DOCS_FILE, MANIFEST_FILE)
+GRAPH_FILE, GRAPH_ROWS_FILE = "graph.faiss", "graph-rows.npy"
+AUTO_GRAPH_FROM = 20_000  # passages: below it exact search is as fast as the graph (docs/PERFORMANCE.md)
+EXACT_BELOW = 20_000  # a filter allowing fewer passages than this is searched exactly, the graph passed by
 
 
-def new_faiss_index(dim: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:
-    if index_type == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 200
-        index.hnsw.efSearch = 128
-        return index
-    return faiss.IndexFlatIP(dim)
+@dataclass(frozen=True)
+class GraphTuning:
+    """When the graph is used (settings ``SEARCH_GRAPH_*``): built for ``auto`` indexes from ``auto_from``
+    passages, passed by for searches among fewer than ``exact_below`` passages, searched with ``ef_search`` (None:
+    the value it measured when built)."""
+
+    auto_from: int = AUTO_GRAPH_FROM
+    exact_below: int = EXACT_BELOW
+    ef_search: int | None = None
 
 
-HNSW_READ_ONLY = "an HNSW index cannot delete or replace documents; rebuild it with --index-type flat"
+@dataclass(frozen=True)
+class Snapshot:
+    """What a version folder holds, copied from the index so that it can be written without a lock. ``graph``:
+    the serialised graph and each graph row's snapshot row (-1: dead), or None without a graph."""
+
+    vectors: faiss.Index
+    documents: list[Document]
+    manifest: IndexManifest
+    graph: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class SearchIndex:
     """Vectors and documents kept in step. Not thread-safe: ``Collection`` serialises access.
 
-    Each document has a *slot*, its FAISS id. A flat index is wrapped in ``IndexIDMap2`` so that documents can be
-    added, replaced and removed; an HNSW graph cannot remove vectors, so it is read-only (slot = row). On disk the
-    slots are renumbered 0..n-1, so that ``index.faiss`` rows and ``docs.jsonl`` lines line up.
+    Each document has a *slot*, its FAISS id, never reused. The fp32 vectors sit in a flat index wrapped in
+    ``IndexIDMap2`` so that documents can be added, replaced and removed, and searched exactly; an approximate index
+    adds a ``PassageGraph`` that proposes candidates, re-scored from those vectors. On disk the slots are renumbered
+    0..n-1, so that ``index.faiss`` rows and ``docs.jsonl`` lines line up.
     """
 
-    def __init__(self, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest) -> None:
+    def __init__(
+        self,
+        vectors: faiss.Index,
+        documents: list[Document],
+        manifest: IndexManifest,
+        graph: PassageGraph | None = None,
+    ) -> None:
         if vectors.ntotal != len(documents):
             raise ManifestError(f"index holds {vectors.ntotal} vectors but {len(documents)} documents")
         self.manifest = manifest
         self.dim = vectors.d
-        self.writable = not isinstance(vectors, faiss.IndexHNSW)
-        if self.writable:
-            self.vectors: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.d))
-            if documents:
-                self.vectors.add_with_ids(vectors.reconstruct_n(0, vectors.ntotal), np.arange(len(documents)))
-        else:
-            self.vectors = vectors
+        self.vectors: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.d))
+        if documents:  # an older snapshot's HNSW index.faiss gives its vectors up the same way
+            self.vectors.add_with_ids(vectors.reconstruct_n(0, vectors.ntotal), np.arange(len(documents)))
         self._docs: dict[int, Document] = {}
         self._slot_of: dict[str, int] = {}
         self._lang_slots: dict[str, set[int]] = {}
@@ -86,6 +106,10 @@ class SearchIndex:
         for slot, document in enumerate(documents):
             self._remember(slot, document)
         self._next_slot = len(documents)
+        self.tuning = GraphTuning()
+        self.graph = graph
+        if graph is not None:
+            self._reconcile(graph)
 
     def _remember(self, slot: int, document: Document) -> None:
         self._docs[slot] = document
@@ -215,30 +239,54 @@ class SearchIndex:
         top_k: int,
         languages: Iterable[str] | None = None,
         where: Filter | None = None,
+        exact: bool = False,
     ) -> list[list[Hit]]:
         """Top-k by inner product (cosine for normalised vectors), optionally among some languages and the
-        documents whose metadata satisfies ``where`` (exact: filtered inside the search, not after it)."""
-        return self._search_among(queries, top_k, self._allowed_slots(languages, where))
+        documents whose metadata satisfies ``where`` (filtered inside the search, not after it). Scores are always
+        the exact ones; with a graph the top-k is approximate unless ``exact``."""
+        return self._search_among(queries, top_k, self._allowed_slots(languages, where), exact)
 
-    def _search_among(self, queries: np.ndarray, top_k: int, allowed: set[int] | None) -> list[list[Hit]]:
+    def _search_among(
+        self, queries: np.ndarray, top_k: int, allowed: set[int] | None, exact: bool = False
+    ) -> list[list[Hit]]:
         """Top-k among the ``allowed`` slots (None: all of them)."""
-        params = None
-        if allowed is not None:
-            top_k = min(top_k, len(allowed))
-            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
-            params = (
-                faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, top_k))
-                if isinstance(self.vectors, faiss.IndexHNSW)
-                else faiss.SearchParameters(sel=selector)
-            )
-        top_k = min(top_k, self.size)
+        available = self.size if allowed is None else len(allowed)
+        top_k = min(top_k, available)
         if top_k <= 0:
             return [[] for _ in range(len(queries))]
-        scores, slots = self.vectors.search(np.ascontiguousarray(queries, dtype=np.float32), top_k, params=params)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        candidates = max(RESCORE_CANDIDATES, top_k)
+        # the graph pays off only over many passages, and only when asked for a small share of them
+        if (
+            self.graph is not None
+            and not exact
+            and available >= self.tuning.exact_below
+            and 2 * candidates <= available
+        ):
+            return self._graph_search(queries, top_k, candidates, allowed)
+        params = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+            params = faiss.SearchParameters(sel=selector)
+        scores, slots = self.vectors.search(queries, top_k, params=params)
         return [
             [Hit(self._docs[slot], float(score)) for score, slot in zip(s, r, strict=True) if slot >= 0]
             for s, r in zip(scores, slots, strict=True)
         ]
+
+    def _graph_search(
+        self, queries: np.ndarray, top_k: int, candidates: int, allowed: set[int] | None
+    ) -> list[list[Hit]]:
+        """The graph's candidates re-scored with the fp32 vectors: exact scores, approximate recall."""
+        assert self.graph is not None
+        proposed = self.graph.candidates(queries, candidates, allowed, self.tuning.ef_search)
+        results = []
+        for query, slots in zip(queries, proposed, strict=True):
+            slots = slots[slots >= 0]
+            scores = self.vectors.reconstruct_batch(slots) @ query if len(slots) else np.empty(0, np.float32)
+            best = np.argsort(-scores, kind="stable")[:top_k]
+            results.append([Hit(self._docs[int(slots[i])], float(scores[i])) for i in best])
+        return results
 
     def selected_ids(self, languages: Iterable[str] | None = None, where: Filter | None = None) -> Iterator[str]:
         """The ids of the passages in ``languages`` that satisfy ``where`` (no order)."""
@@ -276,77 +324,118 @@ class SearchIndex:
         languages: Iterable[str] | None = None,
         where: Filter | None = None,
         first_fetch: int = 0,
+        exact: bool = False,
     ) -> list[list[Group]]:
-        """The ``top_k`` groups among the allowed documents, exactly (see ``top_groups``)."""
+        """The ``top_k`` groups among the allowed documents (see ``top_groups``; approximate as ``search`` is)."""
         self.check_group_field(group_by)
         allowed = self._allowed_slots(languages, where)
         available = self.size if allowed is None else len(allowed)
 
         def search(rows: np.ndarray, fetch: int) -> list[list[Hit]]:
-            return self._search_among(rows, fetch, allowed)
+            return self._search_among(rows, fetch, allowed, exact)
 
         return top_groups(search, queries, top_k, group_by, available, first_fetch)
 
     def upsert(self, documents: list[Document], embeddings: np.ndarray) -> None:
         """Add documents; a document whose id exists replaces the old one (text, metadata and vector)."""
-        self._require_writable()
         if len(documents) != len(embeddings) or len({d.id for d in documents}) != len(documents):
             raise ValueError("upsert needs one embedding per document and distinct ids")
         self.delete([d.id for d in documents if d.id in self._slot_of])
         slots = np.arange(self._next_slot, self._next_slot + len(documents), dtype=np.int64)
         self._next_slot += len(documents)
-        self.vectors.add_with_ids(np.ascontiguousarray(embeddings, dtype=np.float32), slots)
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.vectors.add_with_ids(embeddings, slots)
+        if self.graph is not None:
+            self.graph.add(embeddings, slots)
         for slot, document in zip(slots.tolist(), documents, strict=True):
             self._remember(slot, document)
 
     def delete(self, doc_ids: list[str]) -> list[str]:
         """Remove the documents that exist; return their ids."""
-        self._require_writable()
         present = [i for i in doc_ids if i in self._slot_of]
         if present:
             slots = np.array([self._slot_of[i] for i in present], dtype=np.int64)
             self.vectors.remove_ids(faiss.IDSelectorBatch(slots))
+            if self.graph is not None:
+                self.graph.remove(slots.tolist())
             for slot in slots.tolist():
                 self._forget(slot)
         return present
 
-    def _require_writable(self) -> None:
-        if not self.writable:
-            raise ReadOnlyIndex(HNSW_READ_ONLY)
+    @property
+    def wants_graph(self) -> bool:
+        """Whether this index should have a graph: ``hnsw``, or ``auto`` over ``AUTO_GRAPH_FROM`` passages."""
+        kind = self.manifest.index_type
+        return kind == "hnsw" or (kind == "auto" and self.size >= self.tuning.auto_from)
 
-    def _rows(self) -> tuple[np.ndarray, list[Document]]:
-        """Vectors and documents in slot order (the on-disk layout)."""
-        if not self.writable:
-            return self.vectors, [self._docs[slot] for slot in range(self.vectors.ntotal)]
+    @property
+    def needs_graph(self) -> bool:
+        """A graph should be (re)built: wanted and missing, or holding too many dead rows."""
+        return self.wants_graph and (self.graph is None or self.graph.wants_rebuild)
+
+    def graph_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The live vectors and their slots, copied: what a graph is built from off the lock."""
+        slots = faiss.vector_to_array(self.vectors.id_map).copy()
+        vectors = self.vectors.index.reconstruct_n(0, self.vectors.ntotal) if len(slots) else np.empty((0, self.dim))
+        return np.ascontiguousarray(vectors, dtype=np.float32), slots
+
+    def install_graph(self, graph: PassageGraph) -> None:
+        """Serve ``graph``, built from ``graph_inputs`` a while ago: the writes made since are applied to it."""
+        self._reconcile(graph)
+        self.graph = graph
+
+    def build_graph(self, progress: bool = False) -> None:
+        """Build the graph here and now (the index CLI; the service builds it in the background)."""
+        vectors, slots = self.graph_inputs()
+        self.install_graph(PassageGraph.build(vectors, slots, progress=progress))
+
+    def _reconcile(self, graph: PassageGraph) -> None:
+        """Bring ``graph`` to the documents held now: add the slots it lacks, drop the ones gone."""
+        in_graph = graph.slots()
+        gone = in_graph - self._docs.keys()
+        graph.remove(sorted(gone))
+        missing = np.array(sorted(self._docs.keys() - in_graph), dtype=np.int64)
+        if len(missing):
+            graph.add(self.vectors.reconstruct_batch(missing), missing)
+
+    def _rows(self) -> tuple[faiss.Index, list[Document], np.ndarray]:
+        """Vectors, documents and their slots in slot order (the on-disk layout)."""
         slots = faiss.vector_to_array(self.vectors.id_map)
         order = np.argsort(slots, kind="stable")
         matrix = self.vectors.index.reconstruct_n(0, self.vectors.ntotal) if len(slots) else np.empty((0, self.dim))
         flat = faiss.IndexFlatIP(self.dim)
         flat.add(np.ascontiguousarray(matrix[order], dtype=np.float32))
-        return flat, [self._docs[int(slot)] for slot in slots[order]]
+        return flat, [self._docs[int(slot)] for slot in slots[order]], slots[order]
 
     def save(self, index_dir: Path, wal_seq: int | None = None) -> Path:
         """Write a new version folder, fsync it, then atomically point ``index_dir`` at it.
 
         ``wal_seq`` records the last write-ahead-log record the snapshot holds (replay starts after it).
         """
-        vectors, documents, manifest = self.snapshot_copy(wal_seq)
-        version = write_version(index_dir, vectors, documents, manifest)
-        self.manifest = manifest
+        snapshot = self.snapshot_copy(wal_seq)
+        version = write_version(index_dir, snapshot)
+        self.manifest = snapshot.manifest
         return version
 
-    def snapshot_copy(self, wal_seq: int | None = None) -> tuple[faiss.Index, list[Document], IndexManifest]:
-        """What a snapshot writes, copied (for a writable index) so that the writing can happen without a lock."""
-        vectors, documents = self._rows()
+    def snapshot_copy(self, wal_seq: int | None = None) -> Snapshot:
+        """What a snapshot writes, copied so that the writing can happen without a lock."""
+        vectors, documents, slots = self._rows()
+        graph = None
+        if self.graph is not None:
+            data, graph_slots, choice = self.graph.serialized()
+            # snapshot rows are the live slots in order; a dead graph row (-1) stays dead
+            rows = np.where(graph_slots >= 0, np.searchsorted(slots, graph_slots), -1)
+            graph = (data, rows)
         manifest = self.manifest.model_copy(
             update={
                 "format_version": max(self.manifest.format_version, CHECKSUMMED_FORMAT),
                 "size": len(documents),
                 "languages": dict(sorted(Counter(d.lang for d in documents).items())),
                 "wal_seq": self.manifest.wal_seq if wal_seq is None else wal_seq,
+                "graph": None if self.graph is None else choice,
             }
         )
-        return vectors, documents, manifest
+        return Snapshot(vectors, documents, manifest, graph)
 
     @classmethod
     def load(cls, index_dir: Path) -> SearchIndex:
@@ -370,9 +459,23 @@ class SearchIndex:
         except ManifestError:
             checksums.result()
             raise
+        graph = load_graph(folder, manifest, checksums) if (folder / GRAPH_FILE).is_file() else None
         checksums.result()
         check_consistency(folder, stored_vectors(vectors), len(documents), manifest)
-        return cls(vectors, documents, manifest)
+        if graph is not None and graph.rows and int(graph.slot_of_row.max()) >= len(documents):
+            raise SnapshotDamaged(f"{folder / GRAPH_ROWS_FILE} names rows past the {len(documents)} documents")
+        return cls(vectors, documents, manifest, graph)
+
+
+def load_graph(folder: Path, manifest: IndexManifest, checksums: ChecksumCheck) -> PassageGraph:
+    """The graph a snapshot saved beside its vectors."""
+    try:
+        rows = np.load(folder / GRAPH_ROWS_FILE, allow_pickle=False)
+        data = np.fromfile(folder / GRAPH_FILE, dtype=np.uint8)
+        return PassageGraph.deserialized(data, rows, GraphChoice(**(manifest.graph or {})))
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:
+        checksums.result()  # a checksum mismatch says more
+        raise SnapshotDamaged(f"{folder}: the graph files are damaged: {str(exc).splitlines()[0]}") from exc
 
 
 def stored_vectors(index: faiss.Index) -> np.ndarray:
@@ -384,19 +487,24 @@ def stored_vectors(index: faiss.Index) -> np.ndarray:
     return view.reshape(flat.ntotal, flat.d)
 
 
-def write_snapshot_files(
-    folder: Path, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest
-) -> None:
-    """Vectors, documents, manifest and their checksums into an existing empty ``folder``, all fsynced."""
-    faiss.write_index(vectors, str(folder / VECTORS_FILE))
+def write_snapshot_files(folder: Path, snapshot: Snapshot) -> None:
+    """Vectors, documents, manifest (and graph) and their checksums into an existing empty ``folder``, fsynced."""
+    faiss.write_index(snapshot.vectors, str(folder / VECTORS_FILE))
     with open(folder / DOCS_FILE, "w", encoding="utf-8") as handle:
-        for d in documents:
+        for d in snapshot.documents:
             row = {"id": d.id, "text": d.text, "lang": d.lang, "metadata": d.metadata}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    write_json_atomic(folder / MANIFEST_FILE, manifest)
-    for name in SNAPSHOT_FILES:
+    write_json_atomic(folder / MANIFEST_FILE, snapshot.manifest)
+    names = list(SNAPSHOT_FILES)
+    if snapshot.graph is not None:
+        data, rows = snapshot.graph
+        data.tofile(folder / GRAPH_FILE)
+        with open(folder / GRAPH_ROWS_FILE, "wb") as handle:
+            np.save(handle, rows)
+        names += [GRAPH_FILE, GRAPH_ROWS_FILE]
+    for name in names:
         fsync_path(folder / name)
-    write_checksums(folder, list(SNAPSHOT_FILES))  # last: a folder with checksums is complete
+    write_checksums(folder, names)  # last: a folder with checksums is complete
 
 
 def new_version_folder(index_dir: Path) -> Path:
@@ -409,11 +517,11 @@ def new_version_folder(index_dir: Path) -> Path:
     return version
 
 
-def write_version(index_dir: Path, vectors: faiss.Index, documents: list[Document], manifest: IndexManifest) -> Path:
+def write_version(index_dir: Path, snapshot: Snapshot) -> Path:
     """A complete, fsynced version folder beside ``index_dir``, then the link swap; a failure leaves no folder."""
     version = new_version_folder(index_dir)
     try:
-        write_snapshot_files(version, vectors, documents, manifest)
+        write_snapshot_files(version, snapshot)
     except BaseException:
         shutil.rmtree(version, ignore_errors=True)  # a half-written version would only use up the disk
         raise

@@ -17,7 +17,7 @@ from app.encoder import OnnxEncoder
 from app.errors import ReadOnlyIndex
 from app.filters import parse_filter
 from app.stores.embedded.collection import Collection
-from app.stores.embedded.index import SearchIndex, version_folders
+from app.stores.embedded.index import GraphTuning, SearchIndex, version_folders
 from app.stores.embedded.wal import read_log, read_records, wal_path
 
 
@@ -137,15 +137,21 @@ def test_filters_combine_with_languages(encoder: OnnxEncoder, writable_index: Pa
     assert collection.search(vectors[:1], top_k=5, where=parse_filter({"topic": True}))[0] == []  # true is not 1
 
 
-def test_hnsw_is_read_only(encoder: OnnxEncoder, tiny_corpus: Path, tmp_path: Path) -> None:
+def test_an_approximate_index_takes_writes_and_deletes(encoder: OnnxEncoder, tiny_corpus: Path, tmp_path: Path) -> None:
     from app.ingest.sources import read_corpus
 
     hnsw_dir = tmp_path / "hnsw"
-    build_index(encoder, list(read_corpus(tiny_corpus))[:30], "hnsw", progress=False).save(hnsw_dir)
-    hnsw = Collection(hnsw_dir)
-    assert not hnsw.writable and "HNSW" in (hnsw.read_only_reason or "")
-    with pytest.raises(ReadOnlyIndex, match="flat"):
-        hnsw.upsert(*new_documents(encoder, 1))
+    build_index(encoder, list(read_corpus(tiny_corpus)), "hnsw", progress=False).save(hnsw_dir)
+    hnsw = Collection(hnsw_dir, tuning=GraphTuning(exact_below=0))
+    try:
+        assert hnsw.writable and hnsw.index.graph is not None
+        documents, vectors = new_documents(encoder, 3)
+        hnsw.upsert(documents, vectors)
+        assert [hits[0].document.id for hits in hnsw.search(vectors, 1)] == [d.id for d in documents]
+        hnsw.delete([documents[0].id])
+        assert documents[0].id not in {h.document.id for h in hnsw.search(vectors[:1], 10)[0]}
+    finally:
+        hnsw.close()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file modes (the Docker test mounts read-only)")

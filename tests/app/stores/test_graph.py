@@ -1,0 +1,184 @@
+"""The approximate index on a generated corpus: recall against exact search (with and without filters), exact
+scores, deletes and replacements that never come back, the rebuild, snapshots, and the ``auto`` type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from app.corpus import Document
+from app.filters import parse_filter
+from app.manifest import IndexManifest
+from app.stores.embedded.collection import Collection
+from app.stores.embedded.graph import REBUILD_DEAD_SHARE
+from app.stores.embedded.index import GraphTuning, SearchIndex
+
+LANGS = ["ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "zh"]
+DIM = 64
+ALWAYS_GRAPH = GraphTuning(exact_below=0)  # the graph even for small corpora and filters
+
+
+def generated(n: int, seed: int = 0) -> tuple[list[Document], np.ndarray]:
+    """Passages in 11 languages whose vectors cluster by topic, as real embeddings do."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, DIM)).astype(np.float32)
+    vectors = centres[rng.integers(0, len(centres), n)] + 0.8 * rng.standard_normal((n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    documents = [Document(f"p{i}", f"passage {i}", LANGS[i % 11], {"rare": i % 97 == 0, "n": i}) for i in range(n)]
+    return documents, vectors
+
+
+def new_index(documents: list[Document], vectors: np.ndarray, index_type: str = "hnsw") -> SearchIndex:
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(vectors)
+    manifest = IndexManifest(
+        model_name="generated",
+        model_fingerprint="0" * 64,
+        model_variant="fp32",
+        embedding_dim=DIM,
+        size=len(documents),
+        index_type=index_type,
+    )
+    index = SearchIndex(flat, documents, manifest)
+    index.tuning = ALWAYS_GRAPH
+    if index.wants_graph:
+        index.build_graph()
+    return index
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[list[Document], np.ndarray]:
+    return generated(11_000)
+
+
+def queries_near(vectors: np.ndarray, count: int = 60, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = vectors[rng.choice(len(vectors), count, replace=False)]
+    noisy = picked + 0.1 * rng.standard_normal(picked.shape).astype(np.float32)  # as far as its neighbours are
+    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall_at_10(index: SearchIndex, queries: np.ndarray, **where: object) -> float:
+    found = index.search(queries, 10, **where)
+    truth = index.search(queries, 10, exact=True, **where)
+    return float(
+        np.mean(
+            [
+                len({h.document.id for h in a} & {h.document.id for h in b}) / 10
+                for a, b in zip(found, truth, strict=True)
+            ]
+        )
+    )
+
+
+def test_the_graph_finds_what_exact_search_finds_with_exact_scores(corpus: tuple) -> None:
+    documents, vectors = corpus
+    index = new_index(documents, vectors)
+    assert index.graph is not None and index.graph.choice.recall_at_10 >= 0.97
+    queries = queries_near(vectors)
+    assert recall_at_10(index, queries) >= 0.95
+    assert recall_at_10(index, queries, languages=["th"]) >= 0.95
+    for query, hits in zip(queries, index.search(queries, 10), strict=True):
+        exact = [float(vectors[int(h.document.id[1:])] @ query) for h in hits]
+        assert np.allclose([h.score for h in hits], exact, atol=1e-5)  # re-scored: the fp32 score, not the int8 one
+    in_thai = index.search(queries, 10, languages=["th"])
+    assert all(h.document.lang == "th" for hits in in_thai for h in hits)
+
+
+def test_a_selective_filter_is_searched_exactly(corpus: tuple) -> None:
+    documents, vectors = corpus
+    index = new_index(documents, vectors)
+    index.tuning = GraphTuning()  # the served default: small allowed sets skip the graph
+    queries = queries_near(vectors)
+    rare = parse_filter({"rare": True})
+    assert index.count(where=rare) < index.tuning.exact_below
+    assert index.search(queries, 10, where=rare) == index.search(queries, 10, where=rare, exact=True)
+    assert all(h.document.metadata["rare"] for hits in index.search(queries, 10, where=rare) for h in hits)
+
+
+def test_deleted_and_replaced_passages_never_come_back(corpus: tuple) -> None:
+    documents, vectors = corpus
+    index = new_index(documents, vectors)
+    rng = np.random.default_rng(2)
+    deleted = rng.choice(len(documents), int(0.25 * len(documents)), replace=False)
+    index.delete([documents[i].id for i in deleted])
+    assert index.graph is not None and index.graph.wants_rebuild and index.graph.dead > REBUILD_DEAD_SHARE * 8000
+    gone = {documents[i].id for i in deleted}
+    for hits in index.search(vectors[deleted[:50]], 10):
+        assert not gone & {h.document.id for h in hits}
+    kept = [i for i in range(len(documents)) if documents[i].id not in gone][:40]
+    replacements = queries_near(vectors, count=len(kept), seed=3)
+    index.upsert([Document(documents[i].id, "replaced", "en") for i in kept], replacements)
+    for i, new_vector, hits in zip(kept, replacements, index.search(replacements, 1), strict=True):
+        assert hits[0].document.id == documents[i].id and hits[0].document.text == "replaced"
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+        stale = [h for h in index.search(vectors[i : i + 1], 20)[0] if h.document.id == documents[i].id]
+        assert all(h.score == pytest.approx(float(vectors[i] @ new_vector), abs=1e-5) for h in stale)
+    queries = queries_near(vectors)
+    before = recall_at_10(index, queries)
+    index.build_graph()  # what the collection's graph thread does once the dead share passes the limit
+    assert index.graph is not None and index.graph.dead == 0 and index.graph.rows == index.size
+    assert min(before, recall_at_10(index, queries)) >= 0.95
+
+
+def test_a_snapshot_keeps_the_graph_with_its_dead_rows(corpus: tuple, tmp_path: Path) -> None:
+    documents, vectors = corpus
+    index = new_index(documents[:3000], vectors[:3000])
+    index.delete([d.id for d in documents[:3000:7]])
+    index.upsert([Document("late", "written after the build", "en")], vectors[5000:5001])
+    index.save(tmp_path / "index")
+    loaded = SearchIndex.load(tmp_path / "index")
+    loaded.tuning = ALWAYS_GRAPH
+    assert loaded.graph is not None and loaded.graph.rows == index.graph.rows  # loaded, not rebuilt
+    assert loaded.graph.dead == index.graph.dead and loaded.manifest.graph == index.graph.choice.as_json()
+    queries = queries_near(vectors[:3000])
+    assert [[h.document.id for h in hits] for hits in loaded.search(queries, 10)] == [
+        [h.document.id for h in hits] for hits in index.search(queries, 10)
+    ]
+    assert loaded.search(vectors[5000:5001], 1)[0][0].document.id == "late"
+
+
+def test_auto_gets_its_graph_at_the_measured_size(corpus: tuple) -> None:
+    documents, vectors = corpus
+    index = new_index(documents[:1000], vectors[:1000], index_type="auto")
+    index.tuning = GraphTuning(auto_from=1500, exact_below=0)
+    assert not index.wants_graph and index.graph is None
+    index.upsert(documents[1000:1600], vectors[1000:1600])
+    assert index.needs_graph
+    index.build_graph()
+    assert index.graph is not None and index.graph.rows == 1600 and not index.needs_graph
+
+
+def test_the_collection_builds_the_graph_in_the_background_and_writes_reach_it(corpus: tuple, tmp_path: Path) -> None:
+    documents, vectors = corpus
+    new_index(documents[:1000], vectors[:1000], index_type="auto").save(tmp_path / "index")
+    collection = Collection(tmp_path / "index", tuning=GraphTuning(auto_from=1500, exact_below=0))
+    try:
+        assert collection.index.graph is None
+        collection.upsert(documents[1000:1600], vectors[1000:1600])
+        for _ in range(200):
+            if collection.graph_builds:
+                break
+            threading_wait(0.05)
+        assert collection.graph_builds == 1 and collection.index.graph is not None
+        collection.upsert([Document("fresh", "searchable at once", "de")], vectors[2000:2001])
+        assert collection.search(vectors[2000:2001], 1)[0][0].document.id == "fresh"  # no delay after a write
+        collection.delete(["fresh"])
+        assert "fresh" not in {h.document.id for h in collection.search(vectors[2000:2001], 10)[0]}
+    finally:
+        collection.close()
+    reopened = Collection(tmp_path / "index", tuning=GraphTuning(auto_from=1500, exact_below=0))
+    try:
+        assert reopened.index.graph is not None and reopened.graph_builds == 0  # the snapshot's graph
+        assert reopened.size == 1600
+    finally:
+        reopened.close()
+
+
+def threading_wait(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
