@@ -201,8 +201,9 @@ class SearchEngine:
         def find(encoded: Encoded) -> list[Hits] | list[Groups]:
             vectors = encoded.embeddings
             if group_by is None:
-                return [hit_page(hits, spec) for hits in store.search(vectors, spec.window, wanted, spec.where)]
-            found = store.search_grouped(vectors, spec.window, group_by, wanted, spec.where)
+                found_hits = store.search(vectors, spec.window, wanted, spec.where, spec.exact)
+                return [hit_page(hits, spec) for hits in found_hits]
+            found = store.search_grouped(vectors, spec.window, group_by, wanted, spec.where, spec.exact)
             return [
                 group_page(groups, spec, partial(self._preferred_members, store, vectors[i : i + 1], group_by, spec))
                 for i, groups in enumerate(found)
@@ -230,7 +231,7 @@ class SearchEngine:
         if available == 0:
             return extra
         position = {value_key(group.value): i for i, group in enumerate(groups)}
-        for hit in store.search(vector, available, wanted, where)[0]:
+        for hit in store.search(vector, available, wanted, where, spec.exact)[0]:
             i = position.get(value_key(hit.document.metadata.get(group_by)))
             if i is not None:
                 extra[i].append(hit)

@@ -40,7 +40,7 @@ class UnsupportedMediaType(ServiceError, ValueError):
 
 
 class ReadOnlyIndex(ServiceError, RuntimeError):
-    """The index cannot take writes (HNSW, read-only volume, plain folder; the message says why and what to do)."""
+    """The index cannot take writes (read-only volume, plain folder; the message says why and what to do)."""
 
     status = 409
 
@@ -106,7 +106,7 @@ STATUS_MEANING = {
     403: "the API key is wrong, or may not do this",
     404: "no such item",
     408: "the request head or body did not arrive in time",
-    409: "this index takes no writes (read-only volume, HNSW, or a plain folder), or its store does not do this, "
+    409: "this index takes no writes (read-only volume or a plain folder), or its store does not do this, "
     "with the reason",
     413: "the body is over SEARCH_MAX_BODY_BYTES, or the request would encode more than SEARCH_MAX_REQUEST_TOKENS",
     415: "the Content-Type is not a file type this service reads",

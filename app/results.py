@@ -22,6 +22,7 @@ class SearchSpec:
     group_by: str | None = None
     prefer_languages: tuple[str, ...] = ()
     truncate: bool = False
+    exact: bool = False  # no approximate index: the true top-k, not the graph's
 
     @property
     def window(self) -> int:

@@ -94,6 +94,11 @@ class SearchOptions(Strict):
         description="drop results scoring below this (cosine, -1..1); the response counts them in below_min_score",
     )
     truncate: bool = Field(False, description="embed only the first allowed tokens of an over-long query (else 422)")
+    exact: bool = Field(
+        False,
+        description="exact search where the index is approximate (slower over a large corpus); scores are exact "
+        "either way",
+    )
     group_by: FieldName | None = Field(
         None,
         description="collapse results sharing this metadata field's value (e.g. translations of one passage) into "
@@ -117,6 +122,7 @@ class SearchOptions(Strict):
             group_by=self.group_by,
             prefer_languages=tuple(self.prefer_languages or ()),
             truncate=self.truncate,
+            exact=self.exact,
         )
 
 

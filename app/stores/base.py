@@ -53,10 +53,16 @@ class Store(ABC):
 
     @abstractmethod
     def search(
-        self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, where: Filter | None = None
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        languages: list[str] | None = None,
+        where: Filter | None = None,
+        exact: bool = False,
     ) -> list[list[Hit]]:
         """Top-k per query by inner product among the documents in ``languages`` whose metadata satisfies
-        ``where`` (filtered inside the search, so that there are ``top_k`` when that many match)."""
+        ``where`` (filtered inside the search, so that there are ``top_k`` when that many match); ``exact``: the
+        true top-k even where the index is approximate (``NotOnThisStore`` where the store cannot)."""
 
     @abstractmethod
     def search_grouped(
@@ -66,6 +72,7 @@ class Store(ABC):
         group_by: str,
         languages: list[str] | None = None,
         where: Filter | None = None,
+        exact: bool = False,
     ) -> list[list[Group]]:
         """The ``top_k`` groups (by ``group_by``'s value) with the best best-member score, per query."""
 

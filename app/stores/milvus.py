@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from app.corpus import Document, Group, Hit
-from app.errors import GroupingError, InvalidRequest, StoreUnavailable
+from app.errors import GroupingError, InvalidRequest, NotOnThisStore, StoreUnavailable
 from app.filters import KINDS, AllOf, AnyOf, Bound, Condition, Filter, Negation, Op, Scalar, instant, kind_of
 from app.manifest import IndexManifest, ManifestError, ModelManifest
 from app.settings import Settings
@@ -386,9 +386,22 @@ class MilvusStore(Store):
             raise GroupingError(f"no document has a metadata field '{group_by}'; groupable fields: {self.group_fields}")
 
     def search(
-        self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, where: Filter | None = None
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        languages: list[str] | None = None,
+        where: Filter | None = None,
+        exact: bool = False,
     ) -> list[list[Hit]]:
+        self._check_exact(exact)
         return self._search(queries, top_k, filter_expression(languages, where, self.filterable))
+
+    def _check_exact(self, exact: bool) -> None:
+        if exact and self.index_type != "FLAT":
+            raise NotOnThisStore(
+                f"exact search is not available on this Milvus collection: its vector index is {self.index_type} "
+                "(approximate); a FLAT collection is searched exactly"
+            )
 
     def _search(self, queries: np.ndarray, top_k: int, expression: str) -> list[list[Hit]]:
         top_k = min(top_k, MAX_TOP_K)
@@ -412,8 +425,10 @@ class MilvusStore(Store):
         group_by: str,
         languages: list[str] | None = None,
         where: Filter | None = None,
+        exact: bool = False,
     ) -> list[list[Group]]:
         """Exact as with FAISS (``top_groups``) up to Milvus's 16,384 results per search."""
+        self._check_exact(exact)
         self.check_group_field(group_by)
         expression = filter_expression(languages, where, self.filterable)
         available = min(self._count(expression), MAX_TOP_K)

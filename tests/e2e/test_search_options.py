@@ -92,3 +92,11 @@ def test_groups_show_the_readers_language_and_keep_their_ranking(server: str) ->
     assert [g["lang"] for g in plain] == [g["members"][0]["lang"] for g in plain]
     flat = results(server, top_k=8, prefer_languages=["th"])
     assert [r["id"] for r in flat] == [r["id"] for r in results(server, top_k=8)]  # ungrouped: unchanged
+
+
+def test_exact_search_is_asked_for_per_request(server: str) -> None:
+    """A flat index (and a FLAT Milvus collection) is exact already: ``exact`` changes nothing there."""
+    assert results(server, top_k=10, exact=True) == results(server, top_k=10)
+    assert results(server, top_k=3, group_by="group", exact=True) == results(server, top_k=3, group_by="group")
+    answer = search(server, exact="yes")
+    assert answer.status_code == 422 and "exact" in answer.text

@@ -168,10 +168,15 @@ class Collection(Store):
             return self.index.languages
 
     def search(
-        self, queries: np.ndarray, top_k: int, languages: list[str] | None = None, where: Filter | None = None
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        languages: list[str] | None = None,
+        where: Filter | None = None,
+        exact: bool = False,
     ) -> list[list[Hit]]:
         with self._lock:
-            return self.index.search(queries, top_k, languages, where)
+            return self.index.search(queries, top_k, languages, where, exact)
 
     def search_grouped(
         self,
@@ -180,9 +185,10 @@ class Collection(Store):
         group_by: str,
         languages: list[str] | None = None,
         where: Filter | None = None,
+        exact: bool = False,
     ) -> list[list[Group]]:
         with self._lock:
-            return self.index.search_grouped(queries, top_k, group_by, languages, where)
+            return self.index.search_grouped(queries, top_k, group_by, languages, where, exact=exact)
 
     @property
     def group_fields(self) -> list[str]:
