@@ -1,0 +1,237 @@
+"""Cost growth of the embedded store with corpus size, per index type: exact (flat) and approximate (the graph).
+
+Corpora of 10k, 100k and 1M passages whose vectors follow the real embedding distribution: each is a mixture of
+two of the demo index's real encoded passages plus a little noise, normalised, in the language of its larger part,
+with that passage's text (made distinct, so that memory is not flattered by shared strings). Queries are real
+encoded questions (XQuAD-R, every language). Per size and index type: recall@10 against exact search (all
+languages; one language of eleven), in-process index-search p50/p99 on one thread, the graph's build time and
+chosen efSearch, resident memory per passage and start-up time (a fresh process loading the saved index), durable
+write throughput and the delay until a write is found, and the service's /search QPS and p99 at concurrency 1, 8
+and 32 next to the demo index's in the same run (encoding every query: the query cache is off).
+
+    python -m benchmarks.ann_scale                                 # 10k, 100k and 1M: ~45 min on 2 cores
+    python -m benchmarks.ann_scale --sizes 10000 100000            # ~10 min
+Writes docs/results/ann-scale.json and docs/results/ann-scale.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from app.corpus import Document
+from app.encoder import OnnxEncoder
+from app.stores.embedded.collection import Collection
+from app.stores.embedded.index import GraphTuning, SearchIndex
+from benchmarks.serve_load import distinct_queries
+from benchmarks.store_compare import DEMO, MODEL, ROOT, percentiles, through_the_service
+
+OUT = ROOT / "docs" / "results"
+QUERIES = 300
+ONE_LANGUAGE = "th"  # one of the eleven: a filter allowing ~9% of the corpus
+
+# run in a fresh process: what serving the index costs in memory and start-up, without this process's copies
+LOAD = """
+import json, resource, sys, time
+from pathlib import Path
+import faiss, numpy  # noqa: F401  (imported before the baseline is read)
+from app.stores.embedded.collection import Collection
+def rss_mib():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+base = rss_mib()
+started = time.perf_counter()
+collection = Collection(Path(sys.argv[1]), snapshot_every=10**9, graphs=False)
+seconds = time.perf_counter() - started
+print(json.dumps({"startup_s": round(seconds, 2), "rss_mib": round(rss_mib() - base, 1),
+                  "graph": collection.index.graph is not None}))
+collection.stop_snapshots()
+"""
+
+
+def mixed_corpus(demo: SearchIndex, size: int, seed: int = 0) -> tuple[list[Document], np.ndarray]:
+    """``size`` passages drawn from the demo index's real embedding distribution (see the module docstring)."""
+    snapshot = demo.snapshot_copy()
+    real = snapshot.vectors.reconstruct_n(0, snapshot.vectors.ntotal)
+    rng = np.random.default_rng(seed)
+    vectors = np.empty((size, demo.dim), dtype=np.float32)
+    major = rng.integers(0, len(real), size)
+    for start in range(0, size, 100_000):
+        end = min(size, start + 100_000)
+        weight = rng.uniform(0.55, 0.9, (end - start, 1)).astype(np.float32)
+        minor = rng.integers(0, len(real), end - start)
+        noise = rng.standard_normal((end - start, demo.dim), dtype=np.float32) * 0.02
+        block = weight * real[major[start:end]] + (1 - weight) * real[minor] + noise
+        vectors[start:end] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    documents = [
+        Document(
+            f"p{i}",
+            f"{snapshot.documents[m].text} ({i})",
+            snapshot.documents[m].lang,
+            {"group": f"g{i // 11}", "source": "generated"},
+        )
+        for i, m in enumerate(major.tolist())
+    ]
+    return documents, vectors
+
+
+def saved_index(demo: SearchIndex, documents: list[Document], vectors: np.ndarray, kind: str, out: Path) -> dict:
+    """Build and save an index of ``kind``; what building the graph took."""
+    flat = faiss.IndexFlatIP(demo.dim)
+    flat.add(vectors)
+    manifest = demo.manifest.model_copy(update={"index_type": kind, "size": len(documents), "graph": None})
+    index = SearchIndex(flat, documents, manifest)
+    figures: dict = {}
+    if kind == "hnsw":
+        faiss.omp_set_num_threads(0)  # the build uses every core, as the service's background build does
+        started = time.perf_counter()
+        index.build_graph(progress=False)
+        figures["graph_build_s"] = round(time.perf_counter() - started, 1)
+        assert index.graph is not None
+        figures["ef_search"] = index.graph.choice.ef_search
+        figures["build_recall_at_10"] = index.graph.choice.recall_at_10
+    started = time.perf_counter()
+    index.save(out)
+    figures["save_s"] = round(time.perf_counter() - started, 1)
+    return figures
+
+
+def latency_and_recall(index: SearchIndex, queries: np.ndarray) -> dict:
+    faiss.omp_set_num_threads(1)
+    figures: dict = {}
+    for name, languages in (("all", None), ("one_language", [ONE_LANGUAGE])):
+        truth = index.search(queries, 10, languages, exact=True)
+        samples, found = [], []
+        index.search(queries[:1], 10, languages)  # warm
+        for row in range(len(queries)):
+            started = time.perf_counter()
+            found += index.search(queries[row : row + 1], 10, languages)
+            samples.append(time.perf_counter() - started)
+        recall = np.mean(
+            [
+                len({h.document.id for h in a} & {h.document.id for h in b}) / 10
+                for a, b in zip(found, truth, strict=True)
+            ]
+        )
+        figures[name] = {**percentiles(samples), "recall_at_10": round(float(recall), 4)}
+    return figures
+
+
+def writes(index_dir: Path, queries: np.ndarray, seconds: float = 10.0) -> dict:
+    """Durable writes (batches of 8) through the collection, and how long until each batch is found."""
+    collection = Collection(index_dir, snapshot_every=10**9, graphs=False)
+    try:
+        written, delays, started = 0, [], time.perf_counter()
+        rng = np.random.default_rng(1)
+        while time.perf_counter() - started < seconds:
+            near = queries[np.arange(written, written + 8) % len(queries)]  # a new vector each: none repeats
+            vectors = near + 0.05 * rng.standard_normal(near.shape, dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            batch = [Document(f"bench-{written + k}", "a benchmark write", "en") for k in range(8)]
+            sent = time.perf_counter()
+            collection.upsert(batch, vectors)
+            hits = collection.search(vectors[:1], 1)[0]
+            assert hits and hits[0].document.id == batch[0].id
+            delays.append(time.perf_counter() - sent)
+            written += 8
+        rate = written / (time.perf_counter() - started)
+        collection.delete([f"bench-{i}" for i in range(written)])
+    finally:
+        collection.stop_snapshots()
+        if collection.wal is not None:
+            collection.wal.close()
+    return {"documents_per_s": round(rate, 1), "write_until_found": percentiles(delays)}
+
+
+def served_memory(index_dir: Path) -> dict:
+    done = subprocess.run([sys.executable, "-c", LOAD, str(index_dir)], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def plot(report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (latency, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind, style in (("flat", "o-"), ("hnsw", "s-")):
+        rows = [(int(size), entry[kind]) for size, entry in report["sizes"].items() if kind in entry]
+        sizes = [size for size, _ in rows]
+        latency.plot(sizes, [e["search"]["all"]["p99_ms"] for _, e in rows], style, label=f"{kind}: all languages")
+        latency.plot(
+            sizes, [e["search"]["one_language"]["p99_ms"] for _, e in rows], style, alpha=0.5, label=f"{kind}: one"
+        )
+        memory.plot(sizes, [e["memory"]["bytes_per_passage"] for _, e in rows], style, label=kind)
+    for axis in (latency, memory):
+        axis.set_xscale("log")
+        axis.set_xlabel("passages")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    latency.set_yscale("log")
+    latency.set_ylabel("index search p99, one thread (ms)")
+    memory.set_ylabel("resident memory per passage (bytes)")
+    memory.axhline(1024, color="grey", linestyle=":", linewidth=1)
+    fig.suptitle("Embedded store: cost against corpus size (vectors from the real embedding distribution)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--seconds", type=float, default=10.0, help="time cap of each service load level")
+    parser.add_argument("--service-flat-up-to", type=int, default=100_000, help="larger flat indexes: no service run")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="ann-scale-"))
+    demo = SearchIndex.load(DEMO)
+    questions = distinct_queries()
+    queries = OnnxEncoder(MODEL, runtime="cpu").encode(questions[:QUERIES], "query")
+    report: dict = {"machine": "2-core CPU (shared)", "queries": QUERIES, "one_language": ONE_LANGUAGE, "sizes": {}}
+    report["demo_service"] = through_the_service({"SEARCH_INDEX_DIR": str(DEMO)}, questions[:4000], args.seconds)
+    try:
+        for size in args.sizes:
+            documents, vectors = mixed_corpus(demo, size)
+            entry: dict = {}
+            for kind in ("flat", "hnsw"):
+                index_dir = folder / f"{kind}-{size}"
+                figures = saved_index(demo, documents, vectors, kind, index_dir)
+                index = SearchIndex.load(index_dir)
+                index.tuning = GraphTuning()
+                figures["search"] = latency_and_recall(index, queries)
+                del index
+                memory = served_memory(index_dir)
+                memory["bytes_per_passage"] = round(memory["rss_mib"] * 2**20 / size)
+                figures["memory"] = memory
+                figures["writes"] = writes(index_dir, queries)
+                if kind == "hnsw" or size <= args.service_flat_up_to:
+                    env = {"SEARCH_INDEX_DIR": str(index_dir), "SEARCH_LOG_LEVEL": "warning"}
+                    figures["service"] = through_the_service(env, questions[:4000], args.seconds)
+                entry[kind] = figures
+                print(f"{size} {kind}: {json.dumps(figures)}", flush=True)
+                shutil.rmtree(index_dir, ignore_errors=True)
+                for old in folder.glob(f".{kind}-{size}.*"):
+                    shutil.rmtree(old, ignore_errors=True)
+            report["sizes"][str(size)] = entry
+            del documents, vectors
+            (OUT / "ann-scale.json").write_text(json.dumps(report, indent=1) + "\n")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    plot(report, OUT / "ann-scale.png")
+    print(f"wrote {OUT / 'ann-scale.json'} and {OUT / 'ann-scale.png'}")
+
+
+if __name__ == "__main__":
+    main()
