@@ -47,6 +47,7 @@ SNAPSHOT_FILES = (VECTORS_FILE, DOCS_FILE, MANIFEST_FILE)
 GRAPH_FILE, GRAPH_ROWS_FILE = "graph.faiss", "graph-rows.npy"
 AUTO_GRAPH_FROM = 20_000  # passages: below it exact search is as fast as the graph (docs/PERFORMANCE.md)
 EXACT_BELOW = 20_000  # a filter allowing fewer passages than this is searched exactly, the graph passed by
+GATHER_SHARE = 8  # an exact search allowed less than 1/8 of the index scores those passages' vectors alone
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,8 @@ class SearchIndex:
             and 2 * candidates <= available
         ):
             return self._graph_search(queries, top_k, candidates, allowed)
+        if allowed is not None and GATHER_SHARE * len(allowed) < self.size:
+            return self._gathered_search(queries, top_k, allowed)
         params = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
@@ -273,6 +276,19 @@ class SearchIndex:
             [Hit(self._docs[slot], float(score)) for score, slot in zip(s, r, strict=True) if slot >= 0]
             for s, r in zip(scores, slots, strict=True)
         ]
+
+    def _gathered_search(self, queries: np.ndarray, top_k: int, allowed: set[int]) -> list[list[Hit]]:
+        """Exact search among a few allowed slots: their vectors gathered and scored, the cost growing with them
+        rather than with the index (a selector over the flat index checks every row)."""
+        slots = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
+        slots.sort()  # ties are broken by slot, as the flat index breaks them
+        scores = queries @ self.vectors.reconstruct_batch(slots).T
+        results = []
+        for row in scores:
+            best = np.argpartition(-row, top_k - 1)[:top_k] if top_k < len(row) else np.arange(len(row))
+            best = best[np.lexsort((best, -row[best]))]
+            results.append([Hit(self._docs[int(slots[i])], float(row[i])) for i in best])
+        return results
 
     def _graph_search(
         self, queries: np.ndarray, top_k: int, candidates: int, allowed: set[int] | None

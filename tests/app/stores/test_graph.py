@@ -223,3 +223,14 @@ def encoded_query(model: Path, text: str) -> np.ndarray:
     from app.encoder import OnnxEncoder
 
     return OnnxEncoder(model, "fp32", runtime="cpu").encode([text], "query")
+
+
+def test_a_few_allowed_passages_are_scored_alone_and_exactly(corpus: tuple) -> None:
+    documents, vectors = corpus
+    index = new_index(documents, vectors, index_type="flat")
+    queries = queries_near(vectors, count=5)
+    rare = [i for i, d in enumerate(documents) if d.metadata["rare"]]
+    for query, hits in zip(queries, index.search(queries, 10, where=parse_filter({"rare": True})), strict=True):
+        truth = sorted(rare, key=lambda i: -float(vectors[i] @ query))[:10]
+        assert [h.document.id for h in hits] == [documents[i].id for i in truth]
+        assert np.allclose([h.score for h in hits], [float(vectors[i] @ query) for i in truth], atol=1e-5)
