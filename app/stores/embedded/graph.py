@@ -25,6 +25,7 @@ TARGET_RECALL = 0.97  # recall@10 (after exact re-scoring) the chosen efSearch r
 RECALL_SAMPLE = 200  # stored vectors used as queries when efSearch is chosen
 RESCORE_CANDIDATES = 64  # the graph proposes at least this many candidates for exact re-scoring
 REBUILD_DEAD_SHARE = 0.2  # a graph with more dead rows than this share is rebuilt from the live vectors
+MAX_CACHED_BITMAPS = 64  # language sets whose row bitmaps are kept between writes
 
 
 @dataclass(frozen=True)
@@ -39,17 +40,42 @@ class GraphChoice:
         return {"ef_search": self.ef_search, "recall_at_10": self.recall_at_10, "sample": self.sample}
 
 
+class GrowingColumn:
+    """A numpy column that appends in amortised O(1) (capacity doubles), read as ``values``."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._data = np.array(values)  # a copy: the column owns its buffer
+        self._size = len(values)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._data[: self._size]
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self._size + len(values)
+        if end > len(self._data):
+            grown = np.empty(max(end, 2 * len(self._data), 1024), dtype=self._data.dtype)
+            grown[: self._size] = self.values
+            self._data = grown
+        self._data[self._size : end] = values
+        self._size = end
+
+
 class PassageGraph:
-    """HNSW over SQ8 codes; graph rows are appended in write order and map to ``SearchIndex`` slots."""
+    """HNSW over SQ8 codes; graph rows are appended in write order and map to ``SearchIndex`` slots. Each row's
+    language is kept beside it, so that a search among some languages selects its rows without touching the
+    index's per-document sets (what makes a one-language search as cheap as an unfiltered one)."""
 
     def __init__(self, graph: faiss.IndexHNSW, slot_of_row: np.ndarray, choice: GraphChoice) -> None:
         if graph.ntotal != len(slot_of_row):
             raise ValueError(f"graph holds {graph.ntotal} rows but {len(slot_of_row)} row slots")
         self.graph = graph
         self.choice = choice
-        self._slot_of_row = np.asarray(slot_of_row, dtype=np.int64).copy()  # -1: dead row
-        self._row_of_slot: dict[int, int] = {int(s): r for r, s in enumerate(self._slot_of_row.tolist()) if s >= 0}
-        self._live_bitmap: np.ndarray | None = None  # cached; dropped on every write
+        self._slots = GrowingColumn(np.asarray(slot_of_row, dtype=np.int64))  # -1: dead row
+        self._row_of_slot: dict[int, int] = {int(s): r for r, s in enumerate(self.slot_of_row.tolist()) if s >= 0}
+        self._language_code: dict[str, int] = {}
+        self._languages = GrowingColumn(np.full(len(slot_of_row), -1, dtype=np.int16))  # -1: dead or unknown
+        self._bitmaps: dict[tuple[str, ...] | None, np.ndarray | None] = {}  # cached; dropped on every write
 
     @classmethod
     def build(cls, vectors: np.ndarray, slots: np.ndarray, ef_search: int = 0, progress: bool = False) -> PassageGraph:
@@ -74,7 +100,11 @@ class PassageGraph:
 
     @property
     def rows(self) -> int:
-        return len(self._slot_of_row)
+        return len(self.slot_of_row)
+
+    @property
+    def slot_of_row(self) -> np.ndarray:
+        return self._slots.values
 
     @property
     def dead(self) -> int:
@@ -84,54 +114,76 @@ class PassageGraph:
     def wants_rebuild(self) -> bool:
         return self.dead > REBUILD_DEAD_SHARE * max(self.rows, 1)
 
-    def add(self, vectors: np.ndarray, slots: np.ndarray) -> None:
+    def _code(self, language: str) -> int:
+        return self._language_code.setdefault(language, len(self._language_code))
+
+    def label(self, language_of_slot: dict[int, str]) -> None:
+        """Set every live row's language (after a build or a load; ``add`` labels the rows it adds)."""
+        codes = self._languages.values
+        for slot, row in self._row_of_slot.items():
+            codes[row] = self._code(language_of_slot[slot])
+        self._bitmaps.clear()
+
+    def add(self, vectors: np.ndarray, slots: np.ndarray, languages: list[str]) -> None:
         start = self.rows
         self.graph.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        self._slot_of_row = np.concatenate([self._slot_of_row, np.asarray(slots, dtype=np.int64)])
+        self._slots.extend(np.asarray(slots, dtype=np.int64))
+        self._languages.extend(np.array([self._code(lang) for lang in languages], dtype=np.int16))
         for offset, slot in enumerate(np.asarray(slots).tolist()):
             self._row_of_slot[int(slot)] = start + offset
-        self._live_bitmap = None
+        self._bitmaps.clear()
 
     def remove(self, slots: list[int]) -> None:
+        slot_of_row, codes = self.slot_of_row, self._languages.values
         for slot in slots:
             row = self._row_of_slot.pop(slot, None)
             if row is not None:
-                self._slot_of_row[row] = -1
-        self._live_bitmap = None
+                slot_of_row[row] = -1
+                codes[row] = -1
+        self._bitmaps.clear()
 
     def slots(self) -> set[int]:
         """The live slots the graph holds."""
         return set(self._row_of_slot)
 
-    @property
-    def slot_of_row(self) -> np.ndarray:
-        return self._slot_of_row
-
     def candidates(
-        self, queries: np.ndarray, count: int, allowed: set[int] | None = None, ef_search: int | None = None
+        self,
+        queries: np.ndarray,
+        count: int,
+        allowed: set[int] | None = None,
+        ef_search: int | None = None,
+        languages: list[str] | None = None,
     ) -> np.ndarray:
-        """Up to ``count`` candidate slots per query (-1 pads), among ``allowed`` slots when given."""
-        if allowed is None:
-            bitmap = self._live()
-        else:
+        """Up to ``count`` candidate slots per query (-1 pads): among ``allowed`` slots when given, else among the
+        rows in ``languages`` when given, else among all live rows."""
+        if allowed is not None:
             rows = [self._row_of_slot[slot] for slot in allowed if slot in self._row_of_slot]
-            bitmap = _packed(np.asarray(rows, dtype=np.int64), self.rows)
+            bitmap: np.ndarray | None = _packed(np.asarray(rows, dtype=np.int64), self.rows)
+        else:
+            bitmap = self._rows_in(languages)
         selector = None if bitmap is None else faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(bitmap))
         params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef_search or self.choice.ef_search, count))
         _, rows = self.graph.search(np.ascontiguousarray(queries, dtype=np.float32), count, params=params)
-        return np.where(rows >= 0, self._slot_of_row[np.maximum(rows, 0)], -1)
+        return np.where(rows >= 0, self.slot_of_row[np.maximum(rows, 0)], -1)
 
-    def _live(self) -> np.ndarray | None:
-        """The live rows as a bitmap for the selector, or None when every row is live."""
-        if not self.dead:
-            return None
-        if self._live_bitmap is None:
-            self._live_bitmap = _packed(np.flatnonzero(self._slot_of_row >= 0), self.rows)
-        return self._live_bitmap
+    def _rows_in(self, languages: list[str] | None) -> np.ndarray | None:
+        """The live rows (in ``languages``, when given) as a bitmap for the selector; None when every row is."""
+        key = None if languages is None else tuple(sorted(set(languages)))
+        if key not in self._bitmaps:
+            if len(self._bitmaps) >= MAX_CACHED_BITMAPS:
+                self._bitmaps.clear()
+            if key is None:
+                flags = self.slot_of_row >= 0
+                self._bitmaps[key] = None if flags.all() else np.packbits(flags, bitorder="little")
+            else:
+                codes = [self._language_code[lang] for lang in key if lang in self._language_code]
+                flags = np.isin(self._languages.values, np.array(codes, dtype=np.int16))
+                self._bitmaps[key] = np.packbits(flags, bitorder="little")
+        return self._bitmaps[key]
 
     def serialized(self) -> tuple[np.ndarray, np.ndarray, dict]:
         """Graph bytes, row slots and parameters, copied (what a snapshot writes off the lock)."""
-        return faiss.serialize_index(self.graph), self._slot_of_row.copy(), self.choice.as_json()
+        return faiss.serialize_index(self.graph), self.slot_of_row.copy(), self.choice.as_json()
 
     @classmethod
     def deserialized(cls, data: np.ndarray, slot_of_row: np.ndarray, choice: GraphChoice) -> PassageGraph:

@@ -245,7 +245,18 @@ class SearchIndex:
         """Top-k by inner product (cosine for normalised vectors), optionally among some languages and the
         documents whose metadata satisfies ``where`` (filtered inside the search, not after it). Scores are always
         the exact ones; with a graph the top-k is approximate unless ``exact``."""
+        if where is None and languages is not None and self.graph is not None and not exact:
+            # languages alone: the graph selects their rows itself, no per-document set is built
+            wanted = sorted(set(languages) & self._lang_slots.keys())
+            available = sum(len(self._lang_slots[lang]) for lang in wanted)
+            if self._graph_pays_off(available, top_k):
+                queries = np.ascontiguousarray(queries, dtype=np.float32)
+                return self._graph_search(queries, top_k, max(RESCORE_CANDIDATES, top_k), languages=wanted)
         return self._search_among(queries, top_k, self._allowed_slots(languages, where), exact)
+
+    def _graph_pays_off(self, available: int, top_k: int) -> bool:
+        """Search through the graph: over many passages, asked for a small share of them."""
+        return available >= self.tuning.exact_below and 2 * max(RESCORE_CANDIDATES, top_k) <= available
 
     def _search_among(
         self, queries: np.ndarray, top_k: int, allowed: set[int] | None, exact: bool = False
@@ -256,15 +267,8 @@ class SearchIndex:
         if top_k <= 0:
             return [[] for _ in range(len(queries))]
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        candidates = max(RESCORE_CANDIDATES, top_k)
-        # the graph pays off only over many passages, and only when asked for a small share of them
-        if (
-            self.graph is not None
-            and not exact
-            and available >= self.tuning.exact_below
-            and 2 * candidates <= available
-        ):
-            return self._graph_search(queries, top_k, candidates, allowed)
+        if self.graph is not None and not exact and self._graph_pays_off(available, top_k):
+            return self._graph_search(queries, top_k, max(RESCORE_CANDIDATES, top_k), allowed=allowed)
         if allowed is not None and GATHER_SHARE * len(allowed) < self.size:
             return self._gathered_search(queries, top_k, allowed)
         params = None
@@ -291,11 +295,16 @@ class SearchIndex:
         return results
 
     def _graph_search(
-        self, queries: np.ndarray, top_k: int, candidates: int, allowed: set[int] | None
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        candidates: int,
+        allowed: set[int] | None = None,
+        languages: list[str] | None = None,
     ) -> list[list[Hit]]:
         """The graph's candidates re-scored with the fp32 vectors: exact scores, approximate recall."""
         assert self.graph is not None
-        proposed = self.graph.candidates(queries, candidates, allowed, self.tuning.ef_search)
+        proposed = self.graph.candidates(queries, candidates, allowed, self.tuning.ef_search, languages)
         results = []
         for query, slots in zip(queries, proposed, strict=True):
             slots = slots[slots >= 0]
@@ -362,7 +371,7 @@ class SearchIndex:
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.vectors.add_with_ids(embeddings, slots)
         if self.graph is not None:
-            self.graph.add(embeddings, slots)
+            self.graph.add(embeddings, slots, [d.lang for d in documents])
         for slot, document in zip(slots.tolist(), documents, strict=True):
             self._remember(slot, document)
 
@@ -410,9 +419,10 @@ class SearchIndex:
         in_graph = graph.slots()
         gone = in_graph - self._docs.keys()
         graph.remove(sorted(gone))
+        graph.label({slot: self._docs[slot].lang for slot in in_graph - gone})
         missing = np.array(sorted(self._docs.keys() - in_graph), dtype=np.int64)
         if len(missing):
-            graph.add(self.vectors.reconstruct_batch(missing), missing)
+            graph.add(self.vectors.reconstruct_batch(missing), missing, [self._docs[s].lang for s in missing.tolist()])
 
     def _rows(self) -> tuple[faiss.Index, list[Document], np.ndarray]:
         """Vectors, documents and their slots in slot order (the on-disk layout)."""

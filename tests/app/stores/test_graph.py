@@ -107,7 +107,7 @@ def test_deleted_and_replaced_passages_never_come_back(corpus: tuple) -> None:
     index.delete([documents[i].id for i in deleted])
     assert index.graph is not None and index.graph.wants_rebuild and index.graph.dead > REBUILD_DEAD_SHARE * 8000
     gone = {documents[i].id for i in deleted}
-    for hits in index.search(vectors[deleted[:50]], 10):
+    for hits in index.search(vectors[deleted[:50]], 10) + index.search(vectors[deleted[:50]], 10, languages=["en"]):
         assert not gone & {h.document.id for h in hits}
     kept = [i for i in range(len(documents)) if documents[i].id not in gone][:40]
     replacements = queries_near(vectors, count=len(kept), seed=3)
