@@ -159,6 +159,7 @@ class SearchEngine:
             snapshot_error=health.snapshot_error,
             snapshot_failures=health.snapshot_failures,
             recovered_from=health.recovered_from,
+            search_index=health.search_index,
             queue_depth=batcher.depth,
             cache_hits=batcher.cache.hits,
             cache_misses=batcher.cache.misses,

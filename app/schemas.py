@@ -389,6 +389,7 @@ class Readiness(BaseModel):
     recovered_from: str | None = Field(
         None, description="set when start-up found the newest snapshot damaged and loaded the previous one"
     )
+    search_index: str = Field("", description="how searches are answered: exact, or through an approximate index")
     error: str | None = None
 
 

@@ -26,6 +26,7 @@ class EngineStatus:
     snapshot_error: str | None = None
     snapshot_failures: int = 0
     recovered_from: str | None = None
+    search_index: str = ""
     queue_depth: int = 0
     cache_hits: int = 0
     cache_misses: int = 0

@@ -29,6 +29,7 @@ class StoreHealth:
     snapshot_error: str | None = None
     snapshot_failures: int = 0
     recovered_from: str | None = None
+    search_index: str = ""  # how searches are answered: exact, or through which approximate index
 
 
 class Store(ABC):

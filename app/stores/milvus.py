@@ -396,6 +396,13 @@ class MilvusStore(Store):
         self._check_exact(exact)
         return self._search(queries, top_k, filter_expression(languages, where, self.filterable))
 
+    def _search_description(self) -> str:
+        return (
+            "exact (Milvus FLAT index)"
+            if self.index_type == "FLAT"
+            else f"approximate (Milvus {self.index_type} index)"
+        )
+
     def _check_exact(self, exact: bool) -> None:
         if exact and self.index_type != "FLAT":
             raise NotOnThisStore(
@@ -576,7 +583,7 @@ class MilvusStore(Store):
         return None
 
     def health(self) -> StoreHealth:
-        return StoreHealth(writable=True)
+        return StoreHealth(writable=True, search_index=self._search_description())
 
     def drop(self) -> None:
         """Delete the collection and its catalog (tests, and ``index --rebuild``)."""

@@ -262,11 +262,16 @@ class Collection(Store):
         return self.wal
 
     def health(self) -> StoreHealth:
+        with self._lock:
+            search_index = self.index.search_description()
+        if self.graph_error is not None:
+            search_index += f"; the last graph build failed: {self.graph_error}"
         return StoreHealth(
             writable=self.writable,
             snapshot_error=self.snapshot_error,
             snapshot_failures=self.snapshot_failures,
             recovered_from=self.recovered_from,
+            search_index=search_index,
         )
 
     def _after_write(self) -> None:

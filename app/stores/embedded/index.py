@@ -29,7 +29,7 @@ from app.filters import AllOf, AnyOf, Bound, Condition, Filter, Negation, instan
 from app.jsonl import json_objects
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
 from app.stores.base import top_groups
-from app.stores.embedded.graph import RESCORE_CANDIDATES, GraphChoice, PassageGraph
+from app.stores.embedded.graph import REBUILD_DEAD_SHARE, RESCORE_CANDIDATES, GraphChoice, PassageGraph
 from app.stores.embedded.integrity import (
     CHECKSUMMED_FORMAT,
     ChecksumCheck,
@@ -397,6 +397,20 @@ class SearchIndex:
     def needs_graph(self) -> bool:
         """A graph should be (re)built: wanted and missing, or holding too many dead rows."""
         return self.wants_graph and (self.graph is None or self.graph.wants_rebuild)
+
+    def search_description(self) -> str:
+        """How searches are answered, in words (``/ready``)."""
+        graph = self.graph
+        if graph is None:
+            if self.wants_graph:
+                return "exact, until the approximate graph is built (under way)"
+            return f"exact ({self.manifest.index_type} index)"
+        dead = f"{graph.dead / max(graph.rows, 1):.1%} dead, rebuilt past {REBUILD_DEAD_SHARE:.0%}"
+        ef_search = self.tuning.ef_search or graph.choice.ef_search
+        return (
+            f"approximate over {self.tuning.exact_below:,} passages: HNSW over int8 codes ({graph.rows:,} rows, "
+            f"{dead}, efSearch {ef_search}), candidates re-scored exactly; exact below it"
+        )
 
     def graph_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """The live vectors and their slots, copied: what a graph is built from off the lock."""

@@ -234,3 +234,16 @@ def test_a_few_allowed_passages_are_scored_alone_and_exactly(corpus: tuple) -> N
         truth = sorted(rare, key=lambda i: -float(vectors[i] @ query))[:10]
         assert [h.document.id for h in hits] == [documents[i].id for i in truth]
         assert np.allclose([h.score for h in hits], [float(vectors[i] @ query) for i in truth], atol=1e-5)
+
+
+def test_ready_says_how_searches_are_answered(corpus: tuple, tmp_path: Path) -> None:
+    documents, vectors = corpus
+    new_index(documents[:1000], vectors[:1000], index_type="hnsw").save(tmp_path / "graph")
+    new_index(documents[:1000], vectors[:1000], index_type="flat").save(tmp_path / "flat")
+    with_graph, flat = Collection(tmp_path / "graph"), Collection(tmp_path / "flat")
+    try:
+        assert "HNSW over int8 codes (1,000 rows, 0.0% dead" in with_graph.health().search_index
+        assert flat.health().search_index == "exact (flat index)"
+    finally:
+        with_graph.close()
+        flat.close()
