@@ -62,6 +62,16 @@ class GraphTuning:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """What a search may return: ``allowed`` slots (None: all), or ``languages`` whose rows the graph selects
+    itself; ``available``: how many passages that is."""
+
+    allowed: set[int] | None
+    languages: list[str] | None
+    available: int
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What a version folder holds, copied from the index so that it can be written without a lock. ``graph``:
     the serialised graph and each graph row's snapshot row (-1: dead), or None without a graph."""
@@ -245,30 +255,34 @@ class SearchIndex:
         """Top-k by inner product (cosine for normalised vectors), optionally among some languages and the
         documents whose metadata satisfies ``where`` (filtered inside the search, not after it). Scores are always
         the exact ones; with a graph the top-k is approximate unless ``exact``."""
-        if where is None and languages is not None and self.graph is not None and not exact:
-            # languages alone: the graph selects their rows itself, no per-document set is built
+        return self._search_among(queries, top_k, self._selection(languages, where), exact)
+
+    def _selection(self, languages: Iterable[str] | None, where: Filter | None) -> Selection:
+        if where is None and languages is not None and self.graph is not None:
+            # languages alone: the graph selects their rows itself, no per-document set is built unless needed
             wanted = sorted(set(languages) & self._lang_slots.keys())
-            available = sum(len(self._lang_slots[lang]) for lang in wanted)
-            if self._graph_pays_off(available, top_k):
-                queries = np.ascontiguousarray(queries, dtype=np.float32)
-                return self._graph_search(queries, top_k, max(RESCORE_CANDIDATES, top_k), languages=wanted)
-        return self._search_among(queries, top_k, self._allowed_slots(languages, where), exact)
+            return Selection(None, wanted, sum(len(self._lang_slots[lang]) for lang in wanted))
+        allowed = self._allowed_slots(languages, where)
+        return Selection(allowed, None, self.size if allowed is None else len(allowed))
 
     def _graph_pays_off(self, available: int, top_k: int) -> bool:
         """Search through the graph: over many passages, asked for a small share of them."""
         return available >= self.tuning.exact_below and 2 * max(RESCORE_CANDIDATES, top_k) <= available
 
     def _search_among(
-        self, queries: np.ndarray, top_k: int, allowed: set[int] | None, exact: bool = False
+        self, queries: np.ndarray, top_k: int, selection: Selection, exact: bool = False
     ) -> list[list[Hit]]:
-        """Top-k among the ``allowed`` slots (None: all of them)."""
-        available = self.size if allowed is None else len(allowed)
-        top_k = min(top_k, available)
+        """Top-k among the selected slots."""
+        top_k = min(top_k, selection.available)
         if top_k <= 0:
             return [[] for _ in range(len(queries))]
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if self.graph is not None and not exact and self._graph_pays_off(available, top_k):
-            return self._graph_search(queries, top_k, max(RESCORE_CANDIDATES, top_k), allowed=allowed)
+        if self.graph is not None and not exact and self._graph_pays_off(selection.available, top_k):
+            candidates = max(RESCORE_CANDIDATES, top_k)
+            return self._graph_search(queries, top_k, candidates, selection.allowed, selection.languages)
+        allowed = selection.allowed
+        if selection.languages is not None:
+            allowed = self._allowed_slots(selection.languages, None)
         if allowed is not None and GATHER_SHARE * len(allowed) < self.size:
             return self._gathered_search(queries, top_k, allowed)
         params = None
@@ -353,13 +367,12 @@ class SearchIndex:
     ) -> list[list[Group]]:
         """The ``top_k`` groups among the allowed documents (see ``top_groups``; approximate as ``search`` is)."""
         self.check_group_field(group_by)
-        allowed = self._allowed_slots(languages, where)
-        available = self.size if allowed is None else len(allowed)
+        selection = self._selection(languages, where)
 
         def search(rows: np.ndarray, fetch: int) -> list[list[Hit]]:
-            return self._search_among(rows, fetch, allowed, exact)
+            return self._search_among(rows, fetch, selection, exact)
 
-        return top_groups(search, queries, top_k, group_by, available, first_fetch)
+        return top_groups(search, queries, top_k, group_by, selection.available, first_fetch)
 
     def upsert(self, documents: list[Document], embeddings: np.ndarray) -> None:
         """Add documents; a document whose id exists replaces the old one (text, metadata and vector)."""

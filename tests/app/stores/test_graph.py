@@ -247,3 +247,16 @@ def test_ready_says_how_searches_are_answered(corpus: tuple, tmp_path: Path) -> 
     finally:
         with_graph.close()
         flat.close()
+
+
+def test_grouped_searches_go_through_the_graph_too(corpus: tuple) -> None:
+    documents, vectors = corpus
+    grouped = [Document(d.id, d.text, d.lang, {"group": int(d.id[1:]) // 11}) for d in documents]
+    index = new_index(grouped, vectors)
+    queries = queries_near(vectors, count=20)
+    for languages in (None, ["en", "th"]):
+        found = index.search_grouped(queries, 5, "group", languages)
+        truth = index.search_grouped(queries, 5, "group", languages, exact=True)
+        overlap = [len({g.value for g in a} & {g.value for g in b}) / 5 for a, b in zip(found, truth, strict=True)]
+        assert np.mean(overlap) >= 0.95
+        assert all(m.document.lang in (languages or LANGS) for groups in found for g in groups for m in g.members)
