@@ -404,7 +404,7 @@ class SearchIndex:
     def wants_graph(self) -> bool:
         """Whether this index should have a graph: ``hnsw``, or ``auto`` over ``AUTO_GRAPH_FROM`` passages."""
         kind = self.manifest.index_type
-        return kind == "hnsw" or (kind == "auto" and self.size >= self.tuning.auto_from)
+        return self.size > 0 and (kind == "hnsw" or (kind == "auto" and self.size >= self.tuning.auto_from))
 
     @property
     def needs_graph(self) -> bool:
