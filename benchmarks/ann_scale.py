@@ -28,16 +28,20 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from app.corpus import Document
+from app.corpus import Document, Hit
 from app.encoder import OnnxEncoder
+from app.stores.base import Store
 from app.stores.embedded.collection import Collection
 from app.stores.embedded.index import GraphTuning, SearchIndex
 from benchmarks.serve_load import distinct_queries
-from benchmarks.store_compare import DEMO, MODEL, ROOT, percentiles, through_the_service
+from benchmarks.store_compare import DEMO, MODEL, ROOT, ivf_store, percentiles, through_the_service
+from tests.conftest import copy_into_milvus
 
 OUT = ROOT / "docs" / "results"
 QUERIES = 300
 ONE_LANGUAGE = "th"  # one of the eleven: a filter allowing ~9% of the corpus
+FILTERS = {"all": None, "one_language": [ONE_LANGUAGE]}
+MILVUS_NLIST = 128  # the store's IVF_FLAT setting (nprobe 32)
 
 # run in a fresh process: what serving the index costs in memory and start-up, without this process's copies
 LOAD = """
@@ -106,21 +110,25 @@ def saved_index(demo: SearchIndex, documents: list[Document], vectors: np.ndarra
     return figures
 
 
-def latency_and_recall(index: SearchIndex, queries: np.ndarray) -> dict:
+def exact_top10(index: SearchIndex, queries: np.ndarray) -> dict[str, list[list[Hit]]]:
+    return {name: index.search(queries, 10, languages, exact=True) for name, languages in FILTERS.items()}
+
+
+def latency_and_recall(store: Store | SearchIndex, queries: np.ndarray, truth: dict[str, list[list[Hit]]]) -> dict:
+    """One query at a time: index-search p50/p99 and recall@10 against ``truth``, all languages and one."""
     faiss.omp_set_num_threads(1)
     figures: dict = {}
-    for name, languages in (("all", None), ("one_language", [ONE_LANGUAGE])):
-        truth = index.search(queries, 10, languages, exact=True)
+    for name, languages in FILTERS.items():
         samples, found = [], []
-        index.search(queries[:1], 10, languages)  # warm
+        store.search(queries[:1], 10, languages)  # warm
         for row in range(len(queries)):
             started = time.perf_counter()
-            found += index.search(queries[row : row + 1], 10, languages)
+            found += store.search(queries[row : row + 1], 10, languages)
             samples.append(time.perf_counter() - started)
         recall = np.mean(
             [
                 len({h.document.id for h in a} & {h.document.id for h in b}) / 10
-                for a, b in zip(found, truth, strict=True)
+                for a, b in zip(found, truth[name], strict=True)
             ]
         )
         figures[name] = {**percentiles(samples), "recall_at_10": round(float(recall), 4)}
@@ -151,6 +159,31 @@ def writes(index_dir: Path, queries: np.ndarray, seconds: float = 10.0) -> dict:
         if collection.wal is not None:
             collection.wal.close()
     return {"documents_per_s": round(rate, 1), "write_until_found": percentiles(delays)}
+
+
+def milvus_figures(
+    index_dir: Path, queries: np.ndarray, truth: dict, questions: list[str], folder: Path, seconds: float
+) -> dict:
+    """The same corpus in Milvus Lite (IVF_FLAT; Milvus Lite builds no HNSW): bulk copy, recall, latency, QPS."""
+    uri = folder / "scale.db"
+    started = time.perf_counter()
+    copy_into_milvus(index_dir, uri, "scale")
+    figures: dict = {"bulk_copy_s": round(time.perf_counter() - started, 1), "nlist": MILVUS_NLIST, "nprobe": 32}
+    store = ivf_store(uri, "scale", SearchIndex.load(index_dir).manifest, MILVUS_NLIST)
+    try:
+        figures["search"] = latency_and_recall(store, queries, truth)
+    finally:
+        store.close()
+    env = {
+        "SEARCH_STORE": "milvus",
+        "SEARCH_MILVUS_URI": str(uri),
+        "SEARCH_MILVUS_COLLECTION": "scale",
+        "SEARCH_INDEX_DIR": str(index_dir),
+        "SEARCH_LOG_LEVEL": "warning",
+    }
+    figures["service"] = through_the_service(env, questions[:4000], seconds)
+    uri.unlink(missing_ok=True)
+    return figures
 
 
 def served_memory(index_dir: Path) -> dict:
@@ -194,6 +227,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--seconds", type=float, default=10.0, help="time cap of each service load level")
     parser.add_argument("--service-flat-up-to", type=int, default=100_000, help="larger flat indexes: no service run")
+    parser.add_argument("--milvus", action="store_true", help="the same corpora in Milvus Lite (IVF_FLAT) too")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ann-scale-"))
     demo = SearchIndex.load(DEMO)
@@ -205,12 +239,14 @@ def main() -> None:
         for size in args.sizes:
             documents, vectors = mixed_corpus(demo, size)
             entry: dict = {}
+            truth: dict = {}
             for kind in ("flat", "hnsw"):
                 index_dir = folder / f"{kind}-{size}"
                 figures = saved_index(demo, documents, vectors, kind, index_dir)
                 index = SearchIndex.load(index_dir)
                 index.tuning = GraphTuning()
-                figures["search"] = latency_and_recall(index, queries)
+                truth = truth or exact_top10(index, queries)
+                figures["search"] = latency_and_recall(index, queries, truth)
                 del index
                 memory = served_memory(index_dir)
                 memory["bytes_per_passage"] = round(memory["rss_mib"] * 2**20 / size)
@@ -221,9 +257,12 @@ def main() -> None:
                     figures["service"] = through_the_service(env, questions[:4000], args.seconds)
                 entry[kind] = figures
                 print(f"{size} {kind}: {json.dumps(figures)}", flush=True)
-                shutil.rmtree(index_dir, ignore_errors=True)
-                for old in folder.glob(f".{kind}-{size}.*"):
-                    shutil.rmtree(old, ignore_errors=True)
+            if args.milvus:
+                flat_dir = folder / f"flat-{size}"
+                entry["milvus"] = milvus_figures(flat_dir, queries, truth, questions, folder, args.seconds)
+                print(f"{size} milvus: {json.dumps(entry['milvus'])}", flush=True)
+            for old in [*folder.glob(f"*-{size}*"), *folder.glob(f".*-{size}.*")]:
+                shutil.rmtree(old, ignore_errors=True)
             report["sizes"][str(size)] = entry
             del documents, vectors
             (OUT / "ann-scale.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -26,6 +26,7 @@ import numpy as np
 
 from app.corpus import Document
 from app.encoder import OnnxEncoder
+from app.manifest import IndexManifest
 from app.stores.base import Store
 from app.stores.embedded.collection import Collection
 from app.stores.embedded.index import SearchIndex
@@ -149,19 +150,25 @@ def lang_field_choice(index: SearchIndex, queries: np.ndarray, folder: Path) -> 
     return figures
 
 
+def ivf_store(uri: Path, collection: str, manifest: IndexManifest, nlist: int) -> MilvusStore:
+    """A Milvus Lite collection (filled by ``copy_into_milvus``) re-indexed as IVF_FLAT with ``nlist`` lists."""
+    store = MilvusStore(str(uri), collection)
+    identity = CollectionIdentity.of_index(manifest)
+    store.open(identity)
+    store.client.release_collection(collection)
+    store.client.drop_index(collection, "vector")
+    params = store.client.prepare_index_params()
+    params.add_index("vector", index_type="IVF_FLAT", metric_type="IP", params={"nlist": nlist})
+    store.client.create_index(collection, params)
+    store.open(identity)  # reloads, and reads the index type back
+    return store
+
+
 def ivf_recall(index_dir: Path, queries: np.ndarray, folder: Path) -> dict:
     """recall@10 of IVF_FLAT (nlist 128, nprobe 32) against exact search, on the demo corpus in Milvus Lite."""
     exact = SearchIndex.load(index_dir)
     copy_into_milvus(index_dir, folder / "ivf.db", "ivf")
-    store = MilvusStore(str(folder / "ivf.db"), "ivf")
-    identity = CollectionIdentity.of_index(exact.manifest)
-    store.open(identity)
-    store.client.release_collection("ivf")
-    store.client.drop_index("ivf", "vector")
-    params = store.client.prepare_index_params()
-    params.add_index("vector", index_type="IVF_FLAT", metric_type="IP", params={"nlist": 128})
-    store.client.create_index("ivf", params)
-    store.open(identity)  # reloads, and reads the index type back
+    store = ivf_store(folder / "ivf.db", "ivf", exact.manifest, nlist=128)
     found = store.search(queries, 10)
     truth = exact.search(queries, 10)
     recall = np.mean(
