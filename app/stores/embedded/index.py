@@ -454,6 +454,9 @@ class SearchIndex:
     def _rows(self) -> tuple[faiss.Index, list[Document], np.ndarray]:
         """Vectors, documents and their slots in slot order (the on-disk layout)."""
         slots = faiss.vector_to_array(self.vectors.id_map)
+        if np.all(slots[1:] > slots[:-1]):  # the usual case: slots only grow, and removal keeps the order
+            flat = faiss.clone_index(self.vectors.index)  # one copy of the vectors, not three
+            return flat, [self._docs[slot] for slot in slots.tolist()], slots
         order = np.argsort(slots, kind="stable")
         matrix = self.vectors.index.reconstruct_n(0, self.vectors.ntotal) if len(slots) else np.empty((0, self.dim))
         flat = faiss.IndexFlatIP(self.dim)
