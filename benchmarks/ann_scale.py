@@ -193,6 +193,51 @@ def served_memory(index_dir: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def markdown(report: dict) -> str:
+    """The docs' table: one column per size and index."""
+    columns = [
+        (size, kind) for size, entry in report["sizes"].items() for kind in ("flat", "hnsw", "milvus") if kind in entry
+    ]
+    names = {"flat": "flat", "hnsw": "graph", "milvus": "Milvus Lite IVF_FLAT"}
+    head = "| | " + " | ".join(f"{int(size):,}, {names[kind]}" for size, kind in columns) + " |"
+    rows = [head, "|---" * (len(columns) + 1) + "|"]
+
+    def row(label: str, value) -> None:  # type: ignore[no-untyped-def]
+        cells = []
+        for size, kind in columns:
+            try:
+                cells.append(value(report["sizes"][size][kind]))
+            except (KeyError, TypeError):
+                cells.append("")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    for name, label in (("all", "all languages"), ("one_language", f"one language ({ONE_LANGUAGE})")):
+        row(f"recall@10, {label}", lambda e, n=name: f"{e['search'][n]['recall_at_10']:.3f}")
+        row(
+            f"index search p50 / p99, {label}",
+            lambda e, n=name: f"{e['search'][n]['p50_ms']:.2f} / {e['search'][n]['p99_ms']:.2f} ms",
+        )
+    row("graph build (efSearch chosen)", lambda e: f"{e['graph_build_s']} s ({e['ef_search']})")
+    row("resident memory per passage", lambda e: f"{e['memory']['bytes_per_passage']:,} B")
+    row("start-up (load)", lambda e: f"{e['memory']['startup_s']} s")
+    row("durable writes (batches of 8)", lambda e: f"{e['writes']['documents_per_s']:,.0f} docs/s")
+    row(
+        "write until found, p50 / p99",
+        lambda e: (
+            f"{e['writes']['write_until_found']['p50_ms']:.1f} / {e['writes']['write_until_found']['p99_ms']:.1f} ms"
+        ),
+    )
+    for level, concurrency in enumerate((1, 8, 32)):
+        row(
+            f"`/search` c={concurrency}: QPS, p99",
+            lambda e, i=level: f"{e['service']['search'][i]['qps']}, {e['service']['search'][i]['p99_ms']:.0f} ms",
+        )
+    demo = report["demo_service"]["search"]
+    rows.append("")
+    rows.append("demo index in the same run, `/search` c=1/8/32 QPS: " + " / ".join(str(r["qps"]) for r in demo))
+    return "\n".join(rows)
+
+
 def plot(report: dict, out: Path) -> None:
     import matplotlib
 
@@ -243,6 +288,8 @@ def main() -> None:
             for kind in ("flat", "hnsw"):
                 index_dir = folder / f"{kind}-{size}"
                 figures = saved_index(demo, documents, vectors, kind, index_dir)
+                if kind == "flat" and args.milvus:  # before the service's write load adds to it
+                    shutil.copytree(index_dir.resolve(), folder / f"pristine-{size}")
                 index = SearchIndex.load(index_dir)
                 index.tuning = GraphTuning()
                 truth = truth or exact_top10(index, queries)
@@ -258,8 +305,8 @@ def main() -> None:
                 entry[kind] = figures
                 print(f"{size} {kind}: {json.dumps(figures)}", flush=True)
             if args.milvus:
-                flat_dir = folder / f"flat-{size}"
-                entry["milvus"] = milvus_figures(flat_dir, queries, truth, questions, folder, args.seconds)
+                pristine = folder / f"pristine-{size}"
+                entry["milvus"] = milvus_figures(pristine, queries, truth, questions, folder, args.seconds)
                 print(f"{size} milvus: {json.dumps(entry['milvus'])}", flush=True)
             for old in [*folder.glob(f"*-{size}*"), *folder.glob(f".*-{size}.*")]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -269,6 +316,7 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     plot(report, OUT / "ann-scale.png")
+    print(markdown(report))
     print(f"wrote {OUT / 'ann-scale.json'} and {OUT / 'ann-scale.png'}")
 
 
