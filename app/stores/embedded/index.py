@@ -501,7 +501,9 @@ class SearchIndex:
         for name in (VECTORS_FILE, DOCS_FILE):
             if not (folder / name).is_file():
                 raise ManifestError(f"index folder {index_dir} is missing {name}")
-        checksums = ChecksumCheck(folder, SNAPSHOT_FILES, manifest.format_version)  # hashes while we read
+        has_graph = (folder / GRAPH_FILE).is_file()
+        required = SNAPSHOT_FILES + ((GRAPH_FILE, GRAPH_ROWS_FILE) if has_graph else ())
+        checksums = ChecksumCheck(folder, required, manifest.format_version)  # hashes while we read
         try:
             vectors = faiss.read_index(str(folder / VECTORS_FILE))
         except RuntimeError as exc:
@@ -515,22 +517,21 @@ class SearchIndex:
         except ManifestError:
             checksums.result()
             raise
-        graph = load_graph(folder, manifest, checksums) if (folder / GRAPH_FILE).is_file() else None
-        checksums.result()
+        checksums.result()  # before the graph is parsed: a damaged graph is refused, never read
+        graph = load_graph(folder, manifest) if has_graph else None
         check_consistency(folder, stored_vectors(vectors), len(documents), manifest)
         if graph is not None and graph.rows and int(graph.slot_of_row.max()) >= len(documents):
             raise SnapshotDamaged(f"{folder / GRAPH_ROWS_FILE} names rows past the {len(documents)} documents")
         return cls(vectors, documents, manifest, graph)
 
 
-def load_graph(folder: Path, manifest: IndexManifest, checksums: ChecksumCheck) -> PassageGraph:
-    """The graph a snapshot saved beside its vectors."""
+def load_graph(folder: Path, manifest: IndexManifest) -> PassageGraph:
+    """The graph a snapshot saved beside its vectors (its checksums verified already)."""
     try:
         rows = np.load(folder / GRAPH_ROWS_FILE, allow_pickle=False)
         data = np.fromfile(folder / GRAPH_FILE, dtype=np.uint8)
         return PassageGraph.deserialized(data, rows, GraphChoice(**(manifest.graph or {})))
     except (OSError, ValueError, RuntimeError, TypeError) as exc:
-        checksums.result()  # a checksum mismatch says more
         raise SnapshotDamaged(f"{folder}: the graph files are damaged: {str(exc).splitlines()[0]}") from exc
 
 

@@ -219,3 +219,17 @@ def test_grouped_searches_go_through_the_graph_too(corpus: tuple) -> None:
         overlap = [len({g.value for g in a} & {g.value for g in b}) / 5 for a, b in zip(found, truth, strict=True)]
         assert np.mean(overlap) >= 0.95
         assert all(m.document.lang in (languages or LANGS) for groups in found for g in groups for m in g.members)
+
+
+@pytest.mark.parametrize("name", ["graph.faiss", "graph-rows.npy"])
+def test_a_damaged_graph_file_is_caught_by_its_checksum(corpus: tuple, tmp_path: Path, name: str) -> None:
+    from app.stores.embedded.integrity import SnapshotDamaged
+
+    documents, vectors = corpus
+    new_index(documents[:500], vectors[:500]).save(tmp_path / "index")
+    path = (tmp_path / "index").resolve() / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(SnapshotDamaged, match=f"{name} does not match its checksum"):
+        SearchIndex.load(tmp_path / "index")
