@@ -71,6 +71,7 @@ class Collection(Store):
         self._lock = threading.Lock()
         self._snapshot_mutex = threading.Lock()  # one snapshot at a time: the background thread or close()
         self._writes_since_snapshot = 0
+        self._graph_unsaved = False  # a graph built since the last snapshot: the next one saves it
         self._good_snapshot_seq = self.index.manifest.wal_seq  # log records after it are kept on disk
         self.snapshot_failures = 0
         self.snapshot_error: str | None = None
@@ -304,8 +305,10 @@ class Collection(Store):
         graph = PassageGraph.build(vectors, slots)
         with self._lock:
             self.index.install_graph(graph)
+            self._graph_unsaved = True  # saved by the next snapshot, asked for now: a restart then loads it
         self.graph_builds += 1
         self.graph_error = None
+        self._wanted.set()
 
     def _snapshot_loop(self) -> None:
         backoff = 0.0
@@ -326,7 +329,8 @@ class Collection(Store):
             with self._lock:
                 pending = self._writes_since_snapshot
                 self._wanted.clear()
-                if self.wal is None or not pending:
+                graph_unsaved, self._graph_unsaved = self._graph_unsaved, False
+                if self.wal is None or not (pending or graph_unsaved):
                     return
                 seq = self.wal.last_seq
                 snapshot = self.index.snapshot_copy(wal_seq=seq)
@@ -342,6 +346,7 @@ class Collection(Store):
             except Exception as exc:
                 with self._lock:
                     self._writes_since_snapshot += pending
+                    self._graph_unsaved |= graph_unsaved
                 self.snapshot_failures += 1
                 self.snapshot_error = f"{type(exc).__name__}: {exc}"
                 log.error("snapshot at log record %d failed (the writes stay in the log): %s", seq, exc)
