@@ -4,7 +4,8 @@ The graph only proposes candidates; ``SearchIndex`` re-scores them with the fp32
 is the exact one and only recall is approximate. FAISS cannot remove a vector from an HNSW graph (faiss#3339): a
 deleted or replaced passage's row is marked dead and kept out of results by an ID selector (a bitmap over the
 graph's rows), and once dead rows pass ``REBUILD_DEAD_SHARE`` of the graph it is rebuilt from the live vectors, off
-the request path (``Collection`` runs the rebuild in its own thread).
+the request path (``Collection`` runs the rebuild in its own thread); so is a graph that has doubled since it was
+built.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ TARGET_RECALL = 0.97  # recall@10 (after exact re-scoring) the chosen efSearch r
 RECALL_SAMPLE = 200  # stored vectors used as queries when efSearch is chosen
 RESCORE_CANDIDATES = 64  # the graph proposes at least this many candidates for exact re-scoring
 REBUILD_DEAD_SHARE = 0.2  # a graph with more dead rows than this share is rebuilt from the live vectors
+# ... and one that has grown to this many times its rows when built or loaded: its int8 ranges were trained on the
+# vectors it was built from, and rows added later (another language, another domain) are found less reliably
+REBUILD_GROWTH = 2.0
 MAX_CACHED_BITMAPS = 64  # language sets whose row bitmaps are kept between writes
 
 
@@ -76,6 +80,7 @@ class PassageGraph:
         self._language_code: dict[str, int] = {}
         self._languages = GrowingColumn(np.full(len(slot_of_row), -1, dtype=np.int16))  # -1: dead or unknown
         self._bitmaps: dict[tuple[str, ...] | None, np.ndarray | None] = {}  # cached; dropped on every write
+        self._first_rows = len(slot_of_row)
 
     @classmethod
     def build(cls, vectors: np.ndarray, slots: np.ndarray, ef_search: int = 0, progress: bool = False) -> PassageGraph:
@@ -112,7 +117,8 @@ class PassageGraph:
 
     @property
     def wants_rebuild(self) -> bool:
-        return self.dead > REBUILD_DEAD_SHARE * max(self.rows, 1)
+        grown = self.rows > REBUILD_GROWTH * max(self._first_rows, 1)
+        return grown or self.dead > REBUILD_DEAD_SHARE * max(self.rows, 1)
 
     def _code(self, language: str) -> int:
         return self._language_code.setdefault(language, len(self._language_code))
