@@ -216,15 +216,14 @@ def choose_ef_search(graph: faiss.IndexHNSW, vectors: np.ndarray, seed: int = 0)
         return GraphChoice(EF_CHOICES[-1], 1.0, 0)
     rng = np.random.default_rng(seed)
     picked = vectors[rng.choice(n, size=min(RECALL_SAMPLE, n), replace=False)]
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(vectors)
-    similarity, _ = exact.search(picked, k + 1)
+    # brute force straight over the vectors: no second copy of them in an index
+    similarity, _ = faiss.knn(picked, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
     reach = np.sqrt(np.maximum(2 - 2 * similarity[:, k], 0))[:, None]  # unit vectors: distance from similarity
     direction = rng.standard_normal(picked.shape).astype(np.float32)
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     queries = picked + reach * direction
     queries = np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True), dtype=np.float32)
-    _, truth = exact.search(queries, k)
+    _, truth = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     count = max(RESCORE_CANDIDATES, k)
     recall = 0.0
     for ef in EF_CHOICES:

@@ -299,14 +299,14 @@ class SearchIndex:
         """Exact search among a few allowed slots: their vectors gathered and scored, the cost growing with them
         rather than with the index (a selector over the flat index checks every row)."""
         slots = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
-        slots.sort()  # ties are broken by slot, as the flat index breaks them
         scores = queries @ self.vectors.reconstruct_batch(slots).T
-        results = []
-        for row in scores:
-            best = np.argpartition(-row, top_k - 1)[:top_k] if top_k < len(row) else np.arange(len(row))
-            best = best[np.lexsort((best, -row[best]))]
-            results.append([Hit(self._docs[int(slots[i])], float(row[i])) for i in best])
-        return results
+        return [self._top_hits(slots, row, top_k) for row in scores]
+
+    def _top_hits(self, slots: np.ndarray, scores: np.ndarray, top_k: int) -> list[Hit]:
+        """The ``top_k`` best of scored slots, ties broken by slot as the flat index breaks them."""
+        best = np.argpartition(-scores, top_k - 1)[:top_k] if top_k < len(scores) else np.arange(len(scores))
+        best = best[np.lexsort((slots[best], -scores[best]))]
+        return [Hit(self._docs[int(slots[i])], float(scores[i])) for i in best]
 
     def _graph_search(
         self,
@@ -323,8 +323,7 @@ class SearchIndex:
         for query, slots in zip(queries, proposed, strict=True):
             slots = slots[slots >= 0]
             scores = self.vectors.reconstruct_batch(slots) @ query if len(slots) else np.empty(0, np.float32)
-            best = np.argsort(-scores, kind="stable")[:top_k]
-            results.append([Hit(self._docs[int(slots[i])], float(scores[i])) for i in best])
+            results.append(self._top_hits(slots, scores, top_k))
         return results
 
     def selected_ids(self, languages: Iterable[str] | None = None, where: Filter | None = None) -> Iterator[str]:
