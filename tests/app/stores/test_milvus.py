@@ -50,7 +50,8 @@ def identity_of(index: SearchIndex) -> CollectionIdentity:
 
 def assert_same_rankings(found: list, expected: list) -> None:
     """Same passages in the same order; scores equal up to float32 summation order (the two engines add differently)."""
-    assert [[hit.document.id for hit in hits] for hits in found] == [[hit.document.id for hit in hits] for hits in expected]
+    ids = [[hit.document.id for hit in hits] for hits in found]
+    assert ids == [[hit.document.id for hit in hits] for hits in expected]
     for found_hits, expected_hits in zip(found, expected, strict=True):
         np.testing.assert_allclose([hit.score for hit in found_hits], [hit.score for hit in expected_hits], atol=1e-5)
 
@@ -111,7 +112,8 @@ def test_same_answers_as_faiss_exact_search(milvus: MilvusStore, faiss_index: Se
         (None, {"title": 1}),
     ]:
         where = parse_filter(raw) if raw else None
-        assert_same_rankings(milvus.search(queries, 10, languages, where), faiss_index.search(queries, 10, languages, where))
+        expected = faiss_index.search(queries, 10, languages, where)
+        assert_same_rankings(milvus.search(queries, 10, languages, where), expected)
     grouped = milvus.search_grouped(queries, 4, "group", ["de", "en", "es"])
     expected_groups = faiss_index.search_grouped(queries, 4, "group", ["de", "en", "es"])
     assert [[(g.value, len(g.members)) for g in groups] for groups in grouped] == [
