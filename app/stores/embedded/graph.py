@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from app.stores.embedded.columns import GrowingColumn
+
 log = logging.getLogger(__name__)
 
 HNSW_M = 32  # links per node: 32 measured at recall@10 0.958 / 0.56 ms over a million real-distribution vectors
@@ -44,27 +46,6 @@ class GraphChoice:
         return {"ef_search": self.ef_search, "recall_at_10": self.recall_at_10, "sample": self.sample}
 
 
-class GrowingColumn:
-    """A numpy column that appends in amortised O(1) (capacity doubles), read as ``values``."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self._data = np.array(values)  # a copy: the column owns its buffer
-        self._size = len(values)
-
-    @property
-    def values(self) -> np.ndarray:
-        return self._data[: self._size]
-
-    def extend(self, values: np.ndarray) -> None:
-        end = self._size + len(values)
-        if end > len(self._data):
-            grown = np.empty(max(end, 2 * len(self._data), 1024), dtype=self._data.dtype)
-            grown[: self._size] = self.values
-            self._data = grown
-        self._data[self._size : end] = values
-        self._size = end
-
-
 class PassageGraph:
     """HNSW over SQ8 codes; graph rows are appended in write order and map to ``SearchIndex`` slots. Each row's
     language is kept beside it, so that a search among some languages selects its rows without touching the
@@ -76,7 +57,12 @@ class PassageGraph:
         self.graph = graph
         self.choice = choice
         self._slots = GrowingColumn(np.asarray(slot_of_row, dtype=np.int64))  # -1: dead row
-        self._row_of_slot: dict[int, int] = {int(s): r for r, s in enumerate(self.slot_of_row.tolist()) if s >= 0}
+        self._row_of_slot = GrowingColumn(np.zeros(0, dtype=np.int64))  # by slot; -1: not in the graph
+        live = np.flatnonzero(self.slot_of_row >= 0)
+        self._live = len(live)
+        if len(live):
+            self._row_of_slot.grow_to(int(self.slot_of_row.max()) + 1, -1)
+            self._row_of_slot.values[self.slot_of_row[live]] = live
         self._language_code: dict[str, int] = {}
         self._languages = GrowingColumn(np.full(len(slot_of_row), -1, dtype=np.int16))  # -1: dead or unknown
         self._bitmaps: dict[tuple[str, ...] | None, np.ndarray | None] = {}  # cached; dropped on every write
@@ -113,7 +99,7 @@ class PassageGraph:
 
     @property
     def dead(self) -> int:
-        return self.rows - len(self._row_of_slot)
+        return self.rows - self._live
 
     @property
     def wants_rebuild(self) -> bool:
@@ -123,48 +109,66 @@ class PassageGraph:
     def _code(self, language: str) -> int:
         return self._language_code.setdefault(language, len(self._language_code))
 
-    def label(self, language_of_slot: dict[int, str]) -> None:
-        """Set every live row's language (after a build or a load; ``add`` labels the rows it adds)."""
-        codes = self._languages.values
-        for slot, row in self._row_of_slot.items():
-            codes[row] = self._code(language_of_slot[slot])
+    def _rows_of(self, slots: np.ndarray) -> np.ndarray:
+        """Each slot's row, -1 for a slot the graph does not hold."""
+        slots = np.asarray(slots, dtype=np.int64)
+        by_slot = self._row_of_slot.values
+        rows = np.full(len(slots), -1, dtype=np.int64)
+        inside = (slots >= 0) & (slots < len(by_slot))
+        rows[inside] = by_slot[slots[inside]]
+        return rows
+
+    def label(self, language_codes: np.ndarray, names: list[str]) -> None:
+        """Set the live rows' languages (after a build or a load; ``add`` labels the rows it adds) from the index's
+        column: ``names[language_codes[slot]]``, a negative code for none."""
+        live = np.flatnonzero(self.slot_of_row >= 0)
+        slots = self.slot_of_row[live]
+        codes = np.full(len(slots), -1, dtype=np.int64)
+        inside = slots < len(language_codes)
+        codes[inside] = language_codes[slots[inside]]
+        mine = np.array([self._code(name) for name in names] or [-1], dtype=np.int16)
+        self._languages.values[live] = np.where(codes >= 0, mine[np.maximum(codes, 0)], -1)
         self._bitmaps.clear()
 
     def add(self, vectors: np.ndarray, slots: np.ndarray, languages: list[str]) -> None:
         start = self.rows
+        slots = np.asarray(slots, dtype=np.int64)
         self.graph.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        self._slots.extend(np.asarray(slots, dtype=np.int64))
+        self._slots.extend(slots)
         self._languages.extend(np.array([self._code(lang) for lang in languages], dtype=np.int16))
-        for offset, slot in enumerate(np.asarray(slots).tolist()):
-            self._row_of_slot[int(slot)] = start + offset
+        if len(slots):
+            self._row_of_slot.grow_to(int(slots.max()) + 1, -1)
+            self._row_of_slot.values[slots] = np.arange(start, start + len(slots))
+        self._live += len(slots)
         self._bitmaps.clear()
 
-    def remove(self, slots: list[int]) -> None:
-        slot_of_row, codes = self.slot_of_row, self._languages.values
-        for slot in slots:
-            row = self._row_of_slot.pop(slot, None)
-            if row is not None:
-                slot_of_row[row] = -1
-                codes[row] = -1
+    def remove(self, slots: np.ndarray | list[int]) -> None:
+        slots = np.asarray(slots, dtype=np.int64)
+        rows = self._rows_of(slots)
+        held = rows >= 0
+        self.slot_of_row[rows[held]] = -1
+        self._languages.values[rows[held]] = -1
+        self._row_of_slot.values[slots[held]] = -1
+        self._live -= int(held.sum())
         self._bitmaps.clear()
 
-    def slots(self) -> set[int]:
-        """The live slots the graph holds."""
-        return set(self._row_of_slot)
+    def slots(self) -> np.ndarray:
+        """The live slots the graph holds (in row order)."""
+        return self.slot_of_row[self.slot_of_row >= 0]
 
     def candidates(
         self,
         queries: np.ndarray,
         count: int,
-        allowed: set[int] | None = None,
+        allowed: np.ndarray | None = None,
         ef_search: int | None = None,
         languages: list[str] | None = None,
     ) -> np.ndarray:
         """Up to ``count`` candidate slots per query (-1 pads): among ``allowed`` slots when given, else among the
         rows in ``languages`` when given, else among all live rows."""
         if allowed is not None:
-            rows = [self._row_of_slot[slot] for slot in allowed if slot in self._row_of_slot]
-            bitmap: np.ndarray | None = _packed(np.asarray(rows, dtype=np.int64), self.rows)
+            rows = self._rows_of(allowed)
+            bitmap: np.ndarray | None = _packed(rows[rows >= 0], self.rows)
         else:
             bitmap = self._rows_in(languages)
         selector = None if bitmap is None else faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(bitmap))

@@ -2,33 +2,35 @@
 
 On disk, ``<index_dir>`` is a symlink to a complete version folder ``.<name>.<stamp>/`` holding ``index.faiss`` (the
 fp32 vectors), ``docs.jsonl`` and ``manifest.json``, and with an approximate index ``graph.faiss`` and
-``graph-rows.npy`` (``app.stores.embedded.graph``). A new version is written and fsynced beside the old one, then
+``graph-rows.npy`` (``app.stores.embedded.graph``). A loaded index reads the vectors and documents from the
+version's files, memory-mapped (``app.stores.embedded.passages``); only the graph, the filters' columns and the
+writes made since are in memory. A new version is written and fsynced beside the old one, then
 the link is swapped with one ``rename``: a reader (or a crash) sees the old index or the new one, never a mix.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import os
 import shutil
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import faiss
 import numpy as np
 
 from app.corpus import Document, Group, Hit
 from app.errors import GroupingError
-from app.filters import AllOf, AnyOf, Bound, Condition, Filter, Negation, instant, value_key
-from app.jsonl import json_objects
+from app.filters import Filter
+from app.jsonl import json_objects_at
 from app.manifest import IndexManifest, ManifestError, fsync_path, load_index_manifest, write_json_atomic
 from app.stores.base import top_groups
+from app.stores.embedded.columns import FilterColumns
 from app.stores.embedded.graph import REBUILD_DEAD_SHARE, RESCORE_CANDIDATES, GraphChoice, PassageGraph
 from app.stores.embedded.integrity import (
     CHECKSUMMED_FORMAT,
@@ -37,6 +39,7 @@ from app.stores.embedded.integrity import (
     check_consistency,
     write_checksums,
 )
+from app.stores.embedded.passages import DocumentRows, MappedLines, PassageStore, document_line
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ class Selection:
     """What a search may return: ``allowed`` slots (None: all), or ``languages`` whose rows the graph selects
     itself; ``available``: how many passages that is."""
 
-    allowed: set[int] | None
+    allowed: np.ndarray | None
     languages: list[str] | None
     available: int
 
@@ -77,7 +80,7 @@ class Snapshot:
     the serialised graph and each graph row's snapshot row (-1: dead), or None without a graph."""
 
     vectors: faiss.Index
-    documents: list[Document]
+    documents: Sequence[Document]
     manifest: IndexManifest
     graph: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -85,164 +88,91 @@ class Snapshot:
 class SearchIndex:
     """Vectors and documents kept in step. Not thread-safe: ``Collection`` serialises access.
 
-    Each document has a *slot*, its FAISS id, never reused. The fp32 vectors sit in a flat index wrapped in
-    ``IndexIDMap2`` so that documents can be added, replaced and removed, and searched exactly; an approximate index
-    adds a ``PassageGraph`` that proposes candidates, re-scored from those vectors. On disk the slots are renumbered
-    0..n-1, so that ``index.faiss`` rows and ``docs.jsonl`` lines line up.
+    Each document has a *slot*, never reused; ``passages`` holds its vector and document by slot and searches the
+    vectors exactly; an approximate index adds a ``PassageGraph`` that proposes candidates, re-scored from those
+    vectors. The id, language and metadata columns that filters read are kept here. On disk the slots are
+    renumbered 0..n-1, so that ``index.faiss`` rows and ``docs.jsonl`` lines line up.
     """
 
     def __init__(
         self,
         vectors: faiss.Index,
-        documents: list[Document],
+        documents: Sequence[Document],
         manifest: IndexManifest,
         graph: PassageGraph | None = None,
     ) -> None:
+        """An index of these documents and vectors, all held in memory (``load`` maps a saved one instead)."""
         if vectors.ntotal != len(documents):
             raise ManifestError(f"index holds {vectors.ntotal} vectors but {len(documents)} documents")
+        passages = PassageStore(vectors.d)
+        if len(documents):  # an older snapshot's HNSW index.faiss gives its vectors up the same way
+            passages.add(np.arange(len(documents)), list(documents), vectors.reconstruct_n(0, vectors.ntotal))
+        self._start(passages, enumerate(documents), manifest, graph)
+
+    def _start(
+        self,
+        passages: PassageStore,
+        documents: Iterable[tuple[int, Document]],
+        manifest: IndexManifest,
+        graph: PassageGraph | None,
+    ) -> None:
         self.manifest = manifest
-        self.dim = vectors.d
-        self.vectors: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.d))
-        if documents:  # an older snapshot's HNSW index.faiss gives its vectors up the same way
-            self.vectors.add_with_ids(vectors.reconstruct_n(0, vectors.ntotal), np.arange(len(documents)))
-        self._docs: dict[int, Document] = {}
+        self.dim = passages.dim
+        self.passages = passages
         self._slot_of: dict[str, int] = {}
-        self._lang_slots: dict[str, set[int]] = {}
-        # metadata field -> scalar value (value_key) -> slots: equality, $in and ranges read it
-        self._values: dict[str, dict[tuple[str, Any], set[int]]] = {}
-        self._holders: dict[str, set[int]] = {}  # metadata field -> slots holding it, any value ($exists)
-        # documents holding each metadata field, by whether its value is a scalar (grouping needs scalars)
-        self._field_count: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
-        self._instants: dict[str, float | None] = {}  # date strings met by range filters, parsed once
-        for slot, document in enumerate(documents):
+        self._filters = FilterColumns()
+        for slot, document in documents:
             self._remember(slot, document)
-        self._next_slot = len(documents)
+        self._next_slot = len(self._slot_of)
         self.tuning = GraphTuning()
         self.graph = graph
         if graph is not None:
             self._reconcile(graph)
 
     def _remember(self, slot: int, document: Document) -> None:
-        self._docs[slot] = document
+        if document.id in self._slot_of:
+            raise ManifestError(f"document id '{document.id}' appears twice")
         self._slot_of[document.id] = slot
-        self._lang_slots.setdefault(document.lang, set()).add(slot)
-        for name, value in document.metadata.items():
-            self._holders.setdefault(name, set()).add(slot)
-            key = value_key(value)
-            if key is not None:
-                self._values.setdefault(name, {}).setdefault(key, set()).add(slot)
-            self._field_count[key is not None][name] += 1
+        self._filters.add(slot, document)
 
     def _forget(self, slot: int) -> None:
-        document = self._docs.pop(slot)
+        document = self.passages.document(slot)
         del self._slot_of[document.id]
-        self._discard(self._lang_slots, document.lang, slot)
-        for name, value in document.metadata.items():
-            self._discard(self._holders, name, slot)
-            key = value_key(value)
-            if key is not None:
-                self._discard(self._values[name], key, slot)
-                if not self._values[name]:
-                    del self._values[name]
-            counts = self._field_count[key is not None]
-            counts[name] -= 1
-            if not counts[name]:
-                del counts[name]
-
-    @staticmethod
-    def _discard(buckets: dict, key: object, slot: int) -> None:
-        buckets[key].discard(slot)
-        if not buckets[key]:
-            del buckets[key]
+        self._filters.remove(slot, document)
 
     @property
     def size(self) -> int:
-        return len(self._docs)
+        return len(self._slot_of)
 
     @property
     def languages(self) -> list[str]:
-        return sorted(self._lang_slots)
+        return sorted(self._filters.language_count)
 
     @property
     def group_fields(self) -> list[str]:
         """Metadata fields that ``group_by`` accepts: held by some document, never as a list or object."""
-        return sorted(name for name in self._field_count[True] if not self._field_count[False][name])
+        counts = self._filters.field_count
+        return sorted(name for name in counts[True] if not counts[False][name])
 
     def get(self, doc_id: str) -> Document | None:
         slot = self._slot_of.get(doc_id)
-        return None if slot is None else self._docs[slot]
+        return None if slot is None else self.passages.document(slot)
 
     def __contains__(self, doc_id: str) -> bool:
         return doc_id in self._slot_of
 
     def passage_ids(self, doc_ids: Iterable[str]) -> list[str]:
         """The passages of these documents: the passage with the id itself, and those split from it."""
-        found: dict[str, None] = {}
-        split_from = self._values.get("doc_id", {})
-        for doc_id in doc_ids:
-            if doc_id in self._slot_of:
-                found[doc_id] = None
-            for slot in sorted(split_from.get(("string", doc_id), ())):
-                found[self._docs[slot].id] = None
+        doc_ids = list(doc_ids)
+        found = dict.fromkeys(doc_id for doc_id in doc_ids if doc_id in self._slot_of)
+        split = self._filters.slots_holding("doc_id", [("string", doc_id) for doc_id in doc_ids])
+        for slot in split.tolist():
+            found[self.passages.document(slot).id] = None
         return list(found)
 
-    def _allowed_slots(self, languages: Iterable[str] | None, where: Filter | None) -> set[int] | None:
-        """Slots a search may return, or None for all of them."""
-        allowed: set[int] | None = None
-        if languages is not None:
-            allowed = set().union(*(self._lang_slots.get(lang, set()) for lang in languages))
-        if where is not None:
-            slots, negated = self._select(where)
-            if not negated:
-                allowed = slots if allowed is None else allowed & slots
-            else:
-                allowed = (set(self._docs) if allowed is None else allowed) - slots
-        return allowed
-
-    def _select(self, node: Filter) -> tuple[set[int], bool]:
-        """The slots a filter allows as (slots, negated): negated means every slot but these, so that $ne, $nin and
-        $not cost what their positive form costs. Sets are fresh: callers may change them."""
-        if isinstance(node, Negation):
-            slots, negated = self._select(node.part)
-            return slots, not negated
-        if isinstance(node, AllOf | AnyOf):
-            chosen = [self._select(part) for part in node.parts]
-            positive = [slots for slots, negated in chosen if not negated]
-            negative = [slots for slots, negated in chosen if negated]
-            if isinstance(node, AllOf):  # P1 & P2 & ~N1 & ~N2 = (P1 & P2) - (N1 | N2)
-                excluded = set().union(*negative)
-                if positive:
-                    return set.intersection(*positive) - excluded, False
-                return excluded, True
-            included = set().union(*positive)  # P | ~N1 | ~N2 = ~((N1 & N2) - P)
-            if negative:
-                return set.intersection(*negative) - included, True
-            return included, False
-        return self._select_condition(node)
-
-    def _select_condition(self, condition: Condition) -> tuple[set[int], bool]:
-        values = self._values.get(condition.field, {})
-        op, wanted = condition.op, condition.value
-        if op == "exists":
-            return set(self._holders.get(condition.field, ())), not wanted
-        if isinstance(wanted, tuple):  # $in, $nin
-            keys = {value_key(v) for v in wanted}
-            return set().union(*(values.get(key, set()) for key in keys if key is not None)), op == "nin"
-        if not isinstance(wanted, Bound):  # $eq, $ne
-            key = value_key(wanted)
-            return set(values.get(key, ()) if key is not None else ()), op == "ne"
-        selected: set[int] = set()
-        for (kind, value), slots in values.items():  # the field's distinct values, not its documents
-            if wanted.kind == "number" and kind == "number":
-                if wanted.compare(op, value):
-                    selected |= slots
-            elif wanted.kind == "instant" and kind == "string":
-                if value not in self._instants:
-                    self._instants[value] = instant(value)
-                when = self._instants[value]
-                if when is not None and wanted.compare(op, when):
-                    selected |= slots
-        return selected, False
+    def _allowed_slots(self, languages: Iterable[str] | None, where: Filter | None) -> np.ndarray | None:
+        """Slots a search may return (ascending), or None for all of them."""
+        return self._filters.allowed(None if languages is None else list(languages), where)
 
     def search(
         self,
@@ -260,8 +190,9 @@ class SearchIndex:
     def _selection(self, languages: Iterable[str] | None, where: Filter | None) -> Selection:
         if where is None and languages is not None and self.graph is not None:
             # languages alone: the graph selects their rows itself, no per-document set is built unless needed
-            wanted = sorted(set(languages) & self._lang_slots.keys())
-            return Selection(None, wanted, sum(len(self._lang_slots[lang]) for lang in wanted))
+            counts = self._filters.language_count
+            wanted = sorted(set(languages) & counts.keys())
+            return Selection(None, wanted, sum(counts[lang] for lang in wanted))
         allowed = self._allowed_slots(languages, where)
         return Selection(allowed, None, self.size if allowed is None else len(allowed))
 
@@ -285,35 +216,30 @@ class SearchIndex:
             allowed = self._allowed_slots(selection.languages, None)
         if allowed is not None and GATHER_SHARE * len(allowed) < self.size:
             return self._gathered_search(queries, top_k, allowed)
-        params = None
-        if allowed is not None:
-            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
-            params = faiss.SearchParameters(sel=selector)
-        scores, slots = self.vectors.search(queries, top_k, params=params)
+        scores, slots = self.passages.search(queries, top_k, allowed)
         return [
-            [Hit(self._docs[slot], float(score)) for score, slot in zip(s, r, strict=True) if slot >= 0]
-            for s, r in zip(scores, slots, strict=True)
+            [Hit(self.passages.document(slot), float(score)) for score, slot in zip(s, r, strict=True) if slot >= 0]
+            for s, r in zip(scores.tolist(), slots.tolist(), strict=True)
         ]
 
-    def _gathered_search(self, queries: np.ndarray, top_k: int, allowed: set[int]) -> list[list[Hit]]:
+    def _gathered_search(self, queries: np.ndarray, top_k: int, slots: np.ndarray) -> list[list[Hit]]:
         """Exact search among a few allowed slots: their vectors gathered and scored, the cost growing with them
         rather than with the index (a selector over the flat index checks every row)."""
-        slots = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
-        scores = queries @ self.vectors.reconstruct_batch(slots).T
+        scores = queries @ self.passages.vectors(slots).T
         return [self._top_hits(slots, row, top_k) for row in scores]
 
     def _top_hits(self, slots: np.ndarray, scores: np.ndarray, top_k: int) -> list[Hit]:
         """The ``top_k`` best of scored slots, ties broken by slot as the flat index breaks them."""
         best = np.argpartition(-scores, top_k - 1)[:top_k] if top_k < len(scores) else np.arange(len(scores))
         best = best[np.lexsort((slots[best], -scores[best]))]
-        return [Hit(self._docs[int(slots[i])], float(scores[i])) for i in best]
+        return [Hit(self.passages.document(int(slots[i])), float(scores[i])) for i in best]
 
     def _graph_search(
         self,
         queries: np.ndarray,
         top_k: int,
         candidates: int,
-        allowed: set[int] | None = None,
+        allowed: np.ndarray | None = None,
         languages: list[str] | None = None,
     ) -> list[list[Hit]]:
         """The graph's candidates re-scored with the fp32 vectors: exact scores, approximate recall."""
@@ -322,14 +248,18 @@ class SearchIndex:
         results = []
         for query, slots in zip(queries, proposed, strict=True):
             slots = slots[slots >= 0]
-            scores = self.vectors.reconstruct_batch(slots) @ query if len(slots) else np.empty(0, np.float32)
+            scores = self.passages.vectors(slots) @ query if len(slots) else np.empty(0, np.float32)
             results.append(self._top_hits(slots, scores, top_k))
         return results
 
     def selected_ids(self, languages: Iterable[str] | None = None, where: Filter | None = None) -> Iterator[str]:
         """The ids of the passages in ``languages`` that satisfy ``where`` (no order)."""
         allowed = self._allowed_slots(languages, where)
-        return (self._docs[slot].id for slot in (self._docs if allowed is None else allowed))
+        if allowed is None:
+            return iter(list(self._slot_of))
+        flags = np.zeros(self._filters.slots, dtype=bool)
+        flags[allowed] = True
+        return (doc_id for doc_id, slot in list(self._slot_of.items()) if flags[slot])
 
     def count(self, languages: Iterable[str] | None = None, where: Filter | None = None) -> int:
         allowed = self._allowed_slots(languages, where)
@@ -342,16 +272,17 @@ class SearchIndex:
         ids = self.selected_ids(languages, where)
         if after is not None:
             ids = (doc_id for doc_id in ids if doc_id > after)
-        return [self._docs[self._slot_of[doc_id]] for doc_id in heapq.nsmallest(limit, ids)]
+        return [self.passages.document(self._slot_of[doc_id]) for doc_id in heapq.nsmallest(limit, ids)]
 
     def check_group_field(self, group_by: str) -> None:
-        if self._field_count[False][group_by]:
+        counts = self._filters.field_count
+        if counts[False][group_by]:
             raise GroupingError(
-                f"cannot group by '{group_by}': {self._field_count[False][group_by]} document(s) hold a list or "
+                f"cannot group by '{group_by}': {counts[False][group_by]} document(s) hold a list or "
                 "object there; grouping needs a string, number or boolean"
             )
-        if not self._field_count[True][group_by]:
-            known = sorted(self._field_count[True])
+        if not counts[True][group_by]:
+            known = sorted(counts[True])
             raise GroupingError(f"no document has a metadata field '{group_by}'; groupable fields: {known}")
 
     def search_grouped(
@@ -381,7 +312,7 @@ class SearchIndex:
         slots = np.arange(self._next_slot, self._next_slot + len(documents), dtype=np.int64)
         self._next_slot += len(documents)
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        self.vectors.add_with_ids(embeddings, slots)
+        self.passages.add(slots, documents, embeddings)
         if self.graph is not None:
             self.graph.add(embeddings, slots, [d.lang for d in documents])
         for slot, document in zip(slots.tolist(), documents, strict=True):
@@ -392,11 +323,11 @@ class SearchIndex:
         present = [i for i in doc_ids if i in self._slot_of]
         if present:
             slots = np.array([self._slot_of[i] for i in present], dtype=np.int64)
-            self.vectors.remove_ids(faiss.IDSelectorBatch(slots))
-            if self.graph is not None:
-                self.graph.remove(slots.tolist())
             for slot in slots.tolist():
                 self._forget(slot)
+            self.passages.remove(slots)
+            if self.graph is not None:
+                self.graph.remove(slots)
         return present
 
     @property
@@ -426,9 +357,8 @@ class SearchIndex:
 
     def graph_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """The live vectors and their slots, copied: what a graph is built from off the lock."""
-        slots = faiss.vector_to_array(self.vectors.id_map).copy()
-        vectors = self.vectors.index.reconstruct_n(0, self.vectors.ntotal) if len(slots) else np.empty((0, self.dim))
-        return np.ascontiguousarray(vectors, dtype=np.float32), slots
+        slots = self.passages.live_slots()
+        return self.passages.vectors(slots), slots
 
     def install_graph(self, graph: PassageGraph) -> None:
         """Serve ``graph``, built from ``graph_inputs`` a while ago: the writes made since are applied to it."""
@@ -442,25 +372,13 @@ class SearchIndex:
 
     def _reconcile(self, graph: PassageGraph) -> None:
         """Bring ``graph`` to the documents held now: add the slots it lacks, drop the ones gone."""
-        in_graph = graph.slots()
-        gone = in_graph - self._docs.keys()
-        graph.remove(sorted(gone))
-        graph.label({slot: self._docs[slot].lang for slot in in_graph - gone})
-        missing = np.array(sorted(self._docs.keys() - in_graph), dtype=np.int64)
+        held, in_graph = self.passages.live_slots(), graph.slots()
+        graph.remove(np.setdiff1d(in_graph, held))
+        graph.label(self._filters.language.codes(self._filters.slots), self._filters.language.keys)
+        missing = np.setdiff1d(held, in_graph)
         if len(missing):
-            graph.add(self.vectors.reconstruct_batch(missing), missing, [self._docs[s].lang for s in missing.tolist()])
-
-    def _rows(self) -> tuple[faiss.Index, list[Document], np.ndarray]:
-        """Vectors, documents and their slots in slot order (the on-disk layout)."""
-        slots = faiss.vector_to_array(self.vectors.id_map)
-        if np.all(slots[1:] > slots[:-1]):  # the usual case: slots only grow, and removal keeps the order
-            flat = faiss.clone_index(self.vectors.index)  # one copy of the vectors, not three
-            return flat, [self._docs[slot] for slot in slots.tolist()], slots
-        order = np.argsort(slots, kind="stable")
-        matrix = self.vectors.index.reconstruct_n(0, self.vectors.ntotal) if len(slots) else np.empty((0, self.dim))
-        flat = faiss.IndexFlatIP(self.dim)
-        flat.add(np.ascontiguousarray(matrix[order], dtype=np.float32))
-        return flat, [self._docs[int(slot)] for slot in slots[order]], slots[order]
+            languages = [self.passages.document(slot).lang for slot in missing.tolist()]
+            graph.add(self.passages.vectors(missing), missing, languages)
 
     def save(self, index_dir: Path, wal_seq: int | None = None) -> Path:
         """Write a new version folder, fsync it, then atomically point ``index_dir`` at it.
@@ -474,7 +392,7 @@ class SearchIndex:
 
     def snapshot_copy(self, wal_seq: int | None = None) -> Snapshot:
         """What a snapshot writes, copied so that the writing can happen without a lock."""
-        vectors, documents, slots = self._rows()
+        vectors, documents, slots = self.passages.snapshot_rows()
         graph = None
         if self.graph is not None:
             data, graph_slots, choice = self.graph.serialized()
@@ -485,7 +403,7 @@ class SearchIndex:
             update={
                 "format_version": max(self.manifest.format_version, CHECKSUMMED_FORMAT),
                 "size": len(documents),
-                "languages": dict(sorted(Counter(d.lang for d in documents).items())),
+                "languages": dict(sorted(self._filters.language_count.items())),
                 "wal_seq": self.manifest.wal_seq if wal_seq is None else wal_seq,
                 "graph": None if self.graph is None else choice,
             }
@@ -504,24 +422,40 @@ class SearchIndex:
         required = SNAPSHOT_FILES + ((GRAPH_FILE, GRAPH_ROWS_FILE) if has_graph else ())
         checksums = ChecksumCheck(folder, required, manifest.format_version)  # hashes while we read
         try:
-            vectors = faiss.read_index(str(folder / VECTORS_FILE))
+            vectors = faiss.read_index(str(folder / VECTORS_FILE), faiss.IO_FLAG_MMAP_IFC)
         except RuntimeError as exc:
             checksums.result()  # a checksum mismatch says more than FAISS's parse error
             raise SnapshotDamaged(f"{folder / VECTORS_FILE} is damaged: {str(exc).splitlines()[0]}") from exc
+        if isinstance(vectors, faiss.IndexFlat):
+            checked = mapped_vectors(folder / VECTORS_FILE, vectors)
+        else:  # an older snapshot's HNSW index: its vectors, in memory
+            flat = faiss.IndexFlatIP(vectors.d)
+            flat.add(stored_vectors(vectors))
+            vectors, checked = flat, stored_vectors(flat)
+        offsets = array("q")  # where each row's line starts in docs.jsonl
+        index = cls.__new__(cls)
+
+        def rows() -> Iterator[tuple[int, Document]]:  # ids, languages and metadata: the texts stay in the file
+            for _, offset, row in json_objects_at(folder / DOCS_FILE, ManifestError, ("id", "text", "lang")):
+                offsets.append(offset)
+                yield len(offsets) - 1, Document(row["id"], "", row["lang"], row.get("metadata", {}))
+
         try:
-            documents = [
-                Document(row["id"], row["text"], row["lang"], row.get("metadata", {}))
-                for _, row in json_objects(folder / DOCS_FILE, ManifestError, ("id", "text", "lang"))
-            ]
+            index._start(PassageStore(vectors.d), rows(), manifest, None)  # the filters' columns, streamed
         except ManifestError:
             checksums.result()
             raise
         checksums.result()  # before the graph is parsed: a damaged graph is refused, never read
         graph = load_graph(folder, manifest) if has_graph else None
-        check_consistency(folder, stored_vectors(vectors), len(documents), manifest)
-        if graph is not None and graph.rows and int(graph.slot_of_row.max()) >= len(documents):
-            raise SnapshotDamaged(f"{folder / GRAPH_ROWS_FILE} names rows past the {len(documents)} documents")
-        return cls(vectors, documents, manifest, graph)
+        check_consistency(folder, checked, len(offsets), manifest)
+        del checked
+        if graph is not None and graph.rows and int(graph.slot_of_row.max()) >= len(offsets):
+            raise SnapshotDamaged(f"{folder / GRAPH_ROWS_FILE} names rows past the {len(offsets)} documents")
+        lines = MappedLines(folder / DOCS_FILE, np.frombuffer(offsets, dtype=np.int64))
+        index.passages = PassageStore(vectors.d, vectors, lines, np.arange(len(offsets), dtype=np.int64))
+        if graph is not None:
+            index.install_graph(graph)
+        return index
 
 
 def load_graph(folder: Path, manifest: IndexManifest) -> PassageGraph:
@@ -532,6 +466,16 @@ def load_graph(folder: Path, manifest: IndexManifest) -> PassageGraph:
         return PassageGraph.deserialized(data, rows, GraphChoice(**(manifest.graph or {})))
     except (OSError, ValueError, RuntimeError, TypeError) as exc:
         raise SnapshotDamaged(f"{folder}: the graph files are damaged: {str(exc).splitlines()[0]}") from exc
+
+
+def mapped_vectors(path: Path, index: faiss.IndexFlat) -> np.ndarray:
+    """The vectors of a saved flat index, read through a mapping of their own: checking them all leaves no pages
+    resident in the index's mapping (they stay in the page cache, not in this process)."""
+    size = index.ntotal * index.d * 4
+    if not size:
+        return np.empty((0, index.d), np.float32)
+    # the flat format ends with its vectors
+    return np.memmap(path, dtype=np.float32, mode="r", offset=path.stat().st_size - size, shape=(index.ntotal, index.d))
 
 
 def stored_vectors(index: faiss.Index) -> np.ndarray:
@@ -546,10 +490,9 @@ def stored_vectors(index: faiss.Index) -> np.ndarray:
 def write_snapshot_files(folder: Path, snapshot: Snapshot) -> None:
     """Vectors, documents, manifest (and graph) and their checksums into an existing empty ``folder``, fsynced."""
     faiss.write_index(snapshot.vectors, str(folder / VECTORS_FILE))
-    with open(folder / DOCS_FILE, "w", encoding="utf-8") as handle:
-        for d in snapshot.documents:
-            row = {"id": d.id, "text": d.text, "lang": d.lang, "metadata": d.metadata}
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    documents = snapshot.documents
+    with open(folder / DOCS_FILE, "wb") as handle:
+        handle.writelines(documents.lines() if isinstance(documents, DocumentRows) else map(document_line, documents))
     write_json_atomic(folder / MANIFEST_FILE, snapshot.manifest)
     names = list(SNAPSHOT_FILES)
     if snapshot.graph is not None:

@@ -34,7 +34,7 @@ def random_index(n_groups: int = 60, loners: int = 20, seed: int = 0) -> tuple[S
 def brute_force_groups(index: SearchIndex, vectors: np.ndarray, query: np.ndarray, top_k: int, langs=None) -> list:  # type: ignore[no-untyped-def]
     best: dict[str, float] = {}
     for slot, score in enumerate(vectors @ query):
-        document = index._docs[slot]
+        document = index.passages.document(slot)
         if langs and document.lang not in langs:
             continue
         key = document.metadata.get("group", document.id)

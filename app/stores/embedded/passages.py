@@ -1,0 +1,214 @@
+"""The passages' vectors and documents by slot: what the last snapshot holds is read from its files, memory-mapped
+(the operating system pages it in and out as searches touch it), and only what was written since lives in memory.
+
+A snapshot's rows are its live slots in ascending order (``base_slots``). A slot is never reused, so a later write
+gets a slot past every base slot: the mapped part and the in-memory part never overlap, and a deleted base row is
+only flagged dead.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from app.corpus import Document
+
+
+def document_line(document: Document) -> bytes:
+    """A document as one ``docs.jsonl`` line."""
+    row = {"id": document.id, "text": document.text, "lang": document.lang, "metadata": document.metadata}
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def parsed_document(line: bytes) -> Document:
+    row = json.loads(line)
+    return Document(row["id"], row["text"], row["lang"], row.get("metadata", {}))
+
+
+class MappedLines:
+    """A snapshot's ``docs.jsonl``, memory-mapped; ``offsets[i]`` is where row ``i``'s line starts."""
+
+    def __init__(self, path: Path, offsets: np.ndarray) -> None:
+        self.path = path
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        with open(path, "rb") as handle:  # the mapping outlives the descriptor (and the file, once unlinked)
+            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if len(self.offsets) else b""
+
+    def line(self, row: int) -> bytes:
+        start = int(self.offsets[row])
+        end = self._map.find(b"\n", start)
+        return self._map[start : len(self._map) if end < 0 else end + 1]
+
+
+@dataclass(frozen=True)
+class DocumentRows(Sequence[Document]):
+    """Documents in slot order, copied cheaply for a snapshot: mapped base rows by number, later writes by value.
+    Written out line by line (``lines``), base lines as they were, so that a snapshot never holds every document
+    as an object."""
+
+    base: MappedLines | None
+    base_rows: np.ndarray
+    written: tuple[Document, ...]
+
+    def __len__(self) -> int:
+        return len(self.base_rows) + len(self.written)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if index < len(self.base_rows):
+            assert self.base is not None
+            return parsed_document(self.base.line(int(self.base_rows[index])))
+        return self.written[index - len(self.base_rows)]
+
+    def __iter__(self) -> Iterator[Document]:
+        return (self[i] for i in range(len(self)))
+
+    def lines(self) -> Iterator[bytes]:
+        if self.base is not None:
+            for row in self.base_rows.tolist():
+                line = self.base.line(row)
+                yield line if line.endswith(b"\n") else line + b"\n"
+        for document in self.written:
+            yield document_line(document)
+
+
+class PassageStore:
+    """Vectors and documents by slot. Not thread-safe: ``SearchIndex`` is used under ``Collection``'s lock."""
+
+    def __init__(
+        self,
+        dim: int,
+        base_vectors: faiss.IndexFlat | None = None,
+        base_lines: MappedLines | None = None,
+        base_slots: np.ndarray | None = None,
+    ) -> None:
+        self.dim = dim
+        self.base_slots = np.zeros(0, np.int64) if base_slots is None else np.asarray(base_slots, np.int64)
+        if base_vectors is None or not len(self.base_slots):
+            base_vectors, base_lines = faiss.IndexFlatIP(dim), None
+        if base_vectors.ntotal != len(self.base_slots):
+            raise ValueError(f"{base_vectors.ntotal} base vectors for {len(self.base_slots)} base slots")
+        self.base_vectors = base_vectors
+        self.base_lines = base_lines
+        self._base_live = np.ones(len(self.base_slots), dtype=bool)
+        self._base_dead = 0
+        self.written_vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.written_documents: dict[int, Document] = {}
+
+    @property
+    def size(self) -> int:
+        return len(self.base_slots) - self._base_dead + len(self.written_documents)
+
+    def _base_rows(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each slot: its base row and whether it is a live base row."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if not len(self.base_slots):
+            return np.zeros(len(slots), np.int64), np.zeros(len(slots), bool)
+        rows = np.minimum(np.searchsorted(self.base_slots, slots), len(self.base_slots) - 1)
+        return rows, (self.base_slots[rows] == slots) & self._base_live[rows]
+
+    def _base_matrix(self) -> np.ndarray:
+        """The base vectors as a read-only view of the mapping (no copy)."""
+        count = self.base_vectors.ntotal
+        if not count:
+            return np.empty((0, self.dim), np.float32)
+        return faiss.rev_swig_ptr(self.base_vectors.get_xb(), count * self.dim).reshape(count, self.dim)
+
+    def add(self, slots: np.ndarray, documents: list[Document], vectors: np.ndarray) -> None:
+        """New slots, past every slot held."""
+        self.written_vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), slots)
+        for slot, document in zip(np.asarray(slots).tolist(), documents, strict=True):
+            self.written_documents[slot] = document
+
+    def remove(self, slots: np.ndarray) -> None:
+        rows, in_base = self._base_rows(slots)
+        self._base_live[rows[in_base]] = False
+        self._base_dead += int(in_base.sum())
+        written = np.asarray(slots, dtype=np.int64)[~in_base]
+        if len(written):
+            self.written_vectors.remove_ids(faiss.IDSelectorBatch(written))
+            for slot in written.tolist():
+                self.written_documents.pop(slot, None)
+
+    def document(self, slot: int) -> Document:
+        found = self.written_documents.get(slot)
+        if found is not None:
+            return found
+        rows, in_base = self._base_rows(np.array([slot]))
+        if not in_base[0] or self.base_lines is None:
+            raise KeyError(slot)
+        return parsed_document(self.base_lines.line(int(rows[0])))
+
+    def vectors(self, slots: np.ndarray) -> np.ndarray:
+        """The fp32 vectors of held slots, in their order."""
+        slots = np.asarray(slots, dtype=np.int64)
+        found = np.empty((len(slots), self.dim), dtype=np.float32)
+        rows, in_base = self._base_rows(slots)
+        if in_base.any():
+            found[in_base] = self._base_matrix()[rows[in_base]]
+        if not in_base.all():
+            found[~in_base] = self.written_vectors.reconstruct_batch(slots[~in_base])
+        return found
+
+    def live_slots(self) -> np.ndarray:
+        """Every held slot, ascending."""
+        written = np.sort(faiss.vector_to_array(self.written_vectors.id_map))
+        return np.concatenate([self.base_slots[self._base_live], written])
+
+    def search(
+        self, queries: np.ndarray, top_k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k (scores, slots; -1 pads) among ``allowed`` slots (None: all), ties broken by slot."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        parts = []
+        if len(self.base_slots):
+            flags = self._base_live
+            if allowed is not None:
+                rows, in_base = self._base_rows(allowed)
+                flags = np.zeros(len(self.base_slots), dtype=bool)
+                flags[rows[in_base]] = True
+            params = None
+            if not flags.all():
+                bitmap = np.packbits(flags, bitorder="little")
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(flags), faiss.swig_ptr(bitmap)))
+            scores, rows = self.base_vectors.search(queries, top_k, params=params)
+            parts.append((scores, np.where(rows >= 0, self.base_slots[np.maximum(rows, 0)], -1)))
+        if self.written_vectors.ntotal:
+            params = None
+            if allowed is not None:
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
+            parts.append(self.written_vectors.search(queries, top_k, params=params))
+        if not parts:
+            return np.full((len(queries), top_k), -np.inf, np.float32), np.full((len(queries), top_k), -1, np.int64)
+        if len(parts) == 1:
+            return parts[0]
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        slots = np.concatenate([p[1] for p in parts], axis=1)
+        # best score first, then lowest slot; padding (-1) last
+        order = np.lexsort((np.where(slots < 0, np.iinfo(np.int64).max, slots), -scores), axis=1)[:, :top_k]
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(slots, order, axis=1)
+
+    def snapshot_rows(self) -> tuple[faiss.IndexFlatIP, DocumentRows, np.ndarray]:
+        """The live vectors (copied into a new flat index), documents and slots in slot order: a snapshot's rows."""
+        base_rows = np.flatnonzero(self._base_live)
+        written_slots = np.sort(faiss.vector_to_array(self.written_vectors.id_map))
+        flat = faiss.IndexFlatIP(self.dim)  # a copy: the snapshot is written off the lock while writes go on
+        matrix = self._base_matrix()
+        for start in range(0, len(base_rows), 65536):  # in blocks: no third copy of a large matrix
+            flat.add(np.ascontiguousarray(matrix[base_rows[start : start + 65536]]))
+        if len(written_slots):
+            flat.add(self.written_vectors.reconstruct_batch(written_slots))
+        written = tuple(self.written_documents[slot] for slot in written_slots.tolist())
+        documents = DocumentRows(self.base_lines, base_rows, written)
+        return flat, documents, np.concatenate([self.base_slots[base_rows], written_slots])
