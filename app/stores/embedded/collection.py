@@ -33,6 +33,8 @@ from app.stores.embedded.graph import PassageGraph
 from app.stores.embedded.index import (
     GraphTuning,
     SearchIndex,
+    Snapshot,
+    mapped_rows,
     point_link,
     version_folders,
     write_snapshot_files,
@@ -338,7 +340,7 @@ class Collection(Store):
                 self._writes_since_snapshot = 0
             started = time.perf_counter()
             try:
-                write_version(self.index_dir, snapshot)
+                version = write_version(self.index_dir, snapshot)
                 with self._lock:
                     self.index.manifest = self.index.manifest.model_copy(update={"wal_seq": seq})
                     self.wal.drop_through(self._good_snapshot_seq)  # the previous snapshot may still be needed
@@ -352,8 +354,21 @@ class Collection(Store):
                 log.error("snapshot at log record %d failed (the writes stay in the log): %s", seq, exc)
                 raise
             self.snapshot_error = None
+            self._serve_from(version, snapshot)
             seconds = time.perf_counter() - started
             log.info("snapshot at log record %d (%d documents) in %.2f s", seq, len(snapshot.documents), seconds)
+
+    def _serve_from(self, version: Path, snapshot: Snapshot) -> None:
+        """Read vectors and texts from the snapshot just written, so that the writes it holds leave memory (and the
+        previous version's files, once deleted, their disk space)."""
+        assert snapshot.slots is not None
+        try:
+            mapped = mapped_rows(version)  # off the lock: finding the line starts reads the whole file
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("serving on from the previous snapshot's files: %s cannot be mapped: %s", version, exc)
+            return
+        with self._lock:
+            self.index.rebase(mapped, snapshot.slots)
 
     def backup(self) -> tuple[Path, IndexManifest]:
         """Everything acknowledged so far, checksummed, at the log's last sequence, in a new folder beside the index

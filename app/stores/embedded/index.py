@@ -83,6 +83,7 @@ class Snapshot:
     documents: Sequence[Document]
     manifest: IndexManifest
     graph: tuple[np.ndarray, np.ndarray] | None = None
+    slots: np.ndarray | None = None  # the index's slot of each row, when copied from an index
 
 
 class SearchIndex:
@@ -408,7 +409,12 @@ class SearchIndex:
                 "graph": None if self.graph is None else choice,
             }
         )
-        return Snapshot(vectors, documents, manifest, graph)
+        return Snapshot(vectors, documents, manifest, graph, slots)
+
+    def rebase(self, mapped: tuple[faiss.IndexFlat, MappedLines], slots: np.ndarray) -> None:
+        """Read the vectors and texts from a snapshot of this index just written (``mapped_rows``; ``slots``: its
+        rows' slots) instead of from the previous one and memory: the writes it holds give their memory back."""
+        self.passages = self.passages.rebased(*mapped, slots)
 
     @classmethod
     def load(cls, index_dir: Path) -> SearchIndex:
@@ -456,6 +462,12 @@ class SearchIndex:
         if graph is not None:
             index.install_graph(graph)
         return index
+
+
+def mapped_rows(folder: Path) -> tuple[faiss.IndexFlat, MappedLines]:
+    """A version folder's vectors and documents, memory-mapped (its checksums verified by whoever wrote it)."""
+    vectors = faiss.read_index(str(folder / VECTORS_FILE), faiss.IO_FLAG_MMAP_IFC)
+    return vectors, MappedLines.scanned(folder / DOCS_FILE)
 
 
 def load_graph(folder: Path, manifest: IndexManifest) -> PassageGraph:

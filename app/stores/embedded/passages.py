@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,18 @@ class MappedLines:
         self.offsets = np.asarray(offsets, dtype=np.int64)
         with open(path, "rb") as handle:  # the mapping outlives the descriptor (and the file, once unlinked)
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if len(self.offsets) else b""
+
+    @classmethod
+    def scanned(cls, path: Path) -> MappedLines:
+        """A file written by a snapshot (one line per row, no blank lines), its line starts found by scanning."""
+        with open(path, "rb") as handle:
+            if not os.fstat(handle.fileno()).st_size:
+                return cls(path, np.zeros(0, np.int64))
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                data = np.frombuffer(mapped, dtype=np.uint8)
+                ends = np.flatnonzero(data == ord("\n"))
+                del data  # the mapping closes only without views on it
+        return cls(path, np.concatenate([[0], ends[:-1] + 1]).astype(np.int64))
 
     def line(self, row: int) -> bytes:
         start = int(self.offsets[row])
@@ -198,6 +211,17 @@ class PassageStore:
         # best score first, then lowest slot; padding (-1) last
         order = np.lexsort((np.where(slots < 0, np.iinfo(np.int64).max, slots), -scores), axis=1)[:, :top_k]
         return np.take_along_axis(scores, order, axis=1), np.take_along_axis(slots, order, axis=1)
+
+    def rebased(self, vectors: faiss.IndexFlat, lines: MappedLines, slots: np.ndarray) -> PassageStore:
+        """This store over a newer snapshot whose rows are ``slots``: what was deleted since is dropped, what was
+        written since stays in memory, and the rest is read from the new files."""
+        store = PassageStore(self.dim, vectors, lines, slots)
+        held = self.live_slots()
+        store.remove(np.setdiff1d(slots, held))
+        later = np.setdiff1d(held, slots)
+        if len(later):
+            store.add(later, [self.document(slot) for slot in later.tolist()], self.vectors(later))
+        return store
 
     def snapshot_rows(self) -> tuple[faiss.IndexFlatIP, DocumentRows, np.ndarray]:
         """The live vectors (copied into a new flat index), documents and slots in slot order: a snapshot's rows."""

@@ -12,6 +12,7 @@ import pytest
 from app.corpus import Document
 from app.filters import parse_filter
 from app.manifest import IndexManifest
+from app.stores.embedded.collection import Collection
 from app.stores.embedded.index import DOCS_FILE, SearchIndex
 from app.stores.embedded.passages import PassageStore
 
@@ -103,3 +104,24 @@ def test_the_store_searches_its_mapped_and_written_parts_with_ties_broken_by_slo
     assert store.size == 3 and store.live_slots().tolist() == [2, 5, 7]
     scores, slots = store.search(np.array([[1, 0]], dtype=np.float32), 2, allowed=np.array([2, 7]))
     assert slots.tolist() == [[2, 7]]
+
+
+def test_a_snapshot_taken_by_the_collection_becomes_what_it_reads_from(tmp_path: Path) -> None:
+    documents, vectors = generated(200)
+    saved(tmp_path / "index", documents, vectors)
+    collection = Collection(tmp_path / "index", snapshot_every=10**9, graphs=False)
+    try:
+        collection.delete(["d0", "d1"])
+        later_documents, later_vectors = generated(30, start=200, seed=4)
+        collection.upsert(later_documents, later_vectors)
+        collection.snapshot()
+        passages = collection.index.passages
+        assert passages.written_documents == {} and passages.size == 228
+        assert passages.base_lines is not None and passages.base_lines.path.parent == (tmp_path / "index").resolve()
+        collection.upsert([Document("after", "after the snapshot", "de")], generated(1, seed=8)[1])
+        assert [d.id for d in collection.index.passages.written_documents.values()] == ["after"]
+        assert collection.get("d229") == later_documents[-1] and collection.get("d2") == documents[2]
+        hits = collection.search(later_vectors[:1], 1)[0]
+        assert hits[0].document == later_documents[0] and collection.get("d0") is None
+    finally:
+        collection.close()
