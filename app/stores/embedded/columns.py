@@ -83,6 +83,8 @@ class CodedColumn:
         codes = [self.code_of[key] for key in keys if key in self.code_of]
         if not codes:
             return np.zeros(size, dtype=bool)
+        if len(codes) == 1:
+            return self.codes(size) == codes[0]
         return np.isin(self.codes(size), np.array(codes, dtype=np.int32))
 
 
