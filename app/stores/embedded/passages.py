@@ -88,6 +88,8 @@ class DocumentRows(Sequence[Document]):
         return (self[i] for i in range(len(self)))
 
     def lines(self) -> Iterator[bytes]:
+        if self.base is None and len(self.base_rows):
+            raise ValueError("base rows without the file they are read from")
         if self.base is not None:
             for row in self.base_rows.tolist():
                 line = self.base.line(row)
