@@ -271,30 +271,44 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="time cap of each service load level")
     parser.add_argument("--service-flat-up-to", type=int, default=100_000, help="larger flat indexes: no service run")
     parser.add_argument("--milvus", action="store_true", help="the same corpora in Milvus Lite (IVF_FLAT) too")
+    parser.add_argument("--kinds", nargs="+", default=["flat", "hnsw"], choices=["flat", "hnsw"])
+    parser.add_argument(
+        "--update", action="store_true", help="keep the sizes and kinds of the last report that are not measured now"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ann-scale-"))
     demo = SearchIndex.load(DEMO)
     questions = distinct_queries()
     queries = OnnxEncoder(MODEL, runtime="cpu").encode(questions[:QUERIES], "query")
     report: dict = {"machine": "2-core CPU (shared)", "queries": QUERIES, "one_language": ONE_LANGUAGE, "sizes": {}}
+    if args.update and (OUT / "ann-scale.json").is_file():
+        report = json.loads((OUT / "ann-scale.json").read_text())
     demo_copy = folder / "demo"  # the service's write load goes to a private copy, never to the demo index
     demo.save(demo_copy)
-    report["demo_service"] = through_the_service({"SEARCH_INDEX_DIR": str(demo_copy)}, questions[:4000], args.seconds)
+    demo_service = through_the_service({"SEARCH_INDEX_DIR": str(demo_copy)}, questions[:4000], args.seconds)
+    report["demo_service"] = demo_service
     try:
         for size in args.sizes:
             documents, vectors = mixed_corpus(demo, size)
             fresh = mixed_corpus(demo, 40_000, seed=1)[1]  # what the write test adds: more of the same distribution
-            entry: dict = {}
+            entry: dict = report["sizes"].get(str(size), {}) if args.update else {}
+            entry["demo_service"] = demo_service  # the service ratio is taken within one run
+            report["sizes"][str(size)] = entry
             truth: dict = {}
-            for kind in ("flat", "hnsw"):
+            for kind in args.kinds:
                 index_dir = folder / f"{kind}-{size}"
                 figures = saved_index(demo, documents, vectors, kind, index_dir)
-                if kind == "flat" and args.milvus:  # before the service's write load adds to it
+                if kind == args.kinds[0] and args.milvus:  # before the service's write load adds to it
                     shutil.copytree(index_dir.resolve(), folder / f"pristine-{size}")
                 index = SearchIndex.load(index_dir)
                 index.tuning = GraphTuning()
                 truth = truth or exact_top10(index, queries)
                 figures["search"] = latency_and_recall(index, queries, truth)
+                if kind == "hnsw":  # recall against cost: the chosen efSearch and larger ones
+                    figures["ef_sweep"] = {}
+                    for ef in (128, 256):
+                        index.tuning = GraphTuning(ef_search=ef)
+                        figures["ef_sweep"][ef] = latency_and_recall(index, queries, truth)
                 del index
                 memory = served_memory(index_dir)
                 memory["bytes_per_passage"] = round(memory["rss_mib"] * 2**20 / size)
@@ -305,13 +319,13 @@ def main() -> None:
                     figures["service"] = through_the_service(env, questions[:4000], args.seconds)
                 entry[kind] = figures
                 print(f"{size} {kind}: {json.dumps(figures)}", flush=True)
+                (OUT / "ann-scale.json").write_text(json.dumps(report, indent=1) + "\n")
             if args.milvus:
                 pristine = folder / f"pristine-{size}"
                 entry["milvus"] = milvus_figures(pristine, queries, truth, questions, folder, args.seconds)
                 print(f"{size} milvus: {json.dumps(entry['milvus'])}", flush=True)
             for old in [*folder.glob(f"*-{size}*"), *folder.glob(f".*-{size}.*")]:
                 shutil.rmtree(old, ignore_errors=True)
-            report["sizes"][str(size)] = entry
             del documents, vectors
             (OUT / "ann-scale.json").write_text(json.dumps(report, indent=1) + "\n")
     finally:

@@ -39,7 +39,7 @@ from app.stores.embedded.integrity import (
     check_consistency,
     write_checksums,
 )
-from app.stores.embedded.passages import DocumentRows, MappedLines, PassageStore, document_line
+from app.stores.embedded.passages import DocumentList, DocumentRows, MappedLines, PassageStore, document_line
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,10 @@ class SearchIndex:
         """An index of these documents and vectors, all held in memory (``load`` maps a saved one instead)."""
         if vectors.ntotal != len(documents):
             raise ManifestError(f"index holds {vectors.ntotal} vectors but {len(documents)} documents")
-        passages = PassageStore(vectors.d)
+        flat = faiss.IndexFlatIP(vectors.d)
         if len(documents):  # an older snapshot's HNSW index.faiss gives its vectors up the same way
-            passages.add(np.arange(len(documents)), list(documents), vectors.reconstruct_n(0, vectors.ntotal))
+            flat.add(vectors.reconstruct_n(0, vectors.ntotal))
+        passages = PassageStore(vectors.d, flat, DocumentList(documents), np.arange(len(documents)))
         self._start(passages, enumerate(documents), manifest, graph)
 
     def _start(
@@ -243,12 +244,18 @@ class SearchIndex:
         allowed: np.ndarray | None = None,
         languages: list[str] | None = None,
     ) -> list[list[Hit]]:
-        """The graph's candidates re-scored with the fp32 vectors: exact scores, approximate recall."""
+        """The graph's candidates, and every passage written since the last snapshot, re-scored with the fp32
+        vectors: exact scores, approximate recall, and a write found at once whatever the graph makes of it."""
         assert self.graph is not None
         proposed = self.graph.candidates(queries, candidates, allowed, self.tuning.ef_search, languages)
+        recent = self.passages.written_slots()
+        if allowed is not None:
+            recent = np.intersect1d(recent, allowed, assume_unique=True)
+        elif languages is not None:
+            recent = recent[self._filters.language.having(languages, self._filters.slots)[recent]]
         results = []
         for query, slots in zip(queries, proposed, strict=True):
-            slots = slots[slots >= 0]
+            slots = np.union1d(slots[slots >= 0], recent)
             scores = self.passages.vectors(slots) @ query if len(slots) else np.empty(0, np.float32)
             results.append(self._top_hits(slots, scores, top_k))
         return results

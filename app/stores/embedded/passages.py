@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -30,6 +31,27 @@ def document_line(document: Document) -> bytes:
 def parsed_document(line: bytes) -> Document:
     row = json.loads(line)
     return Document(row["id"], row["text"], row["lang"], row.get("metadata", {}))
+
+
+class RowSource(Protocol):
+    """Where base rows' documents are read from."""
+
+    def line(self, row: int) -> bytes: ...
+
+    def document(self, row: int) -> Document: ...
+
+
+class DocumentList:
+    """Base rows held as objects: an index built in memory (``SearchIndex(...)``) before it is saved."""
+
+    def __init__(self, documents: Sequence[Document]) -> None:
+        self.documents = documents
+
+    def line(self, row: int) -> bytes:
+        return document_line(self.documents[row])
+
+    def document(self, row: int) -> Document:
+        return self.documents[row]
 
 
 class MappedLines:
@@ -53,6 +75,9 @@ class MappedLines:
                 del data  # the mapping closes only without views on it
         return cls(path, np.concatenate([[0], ends[:-1] + 1]).astype(np.int64))
 
+    def document(self, row: int) -> Document:
+        return parsed_document(self.line(row))
+
     def line(self, row: int) -> bytes:
         start = int(self.offsets[row])
         end = self._map.find(b"\n", start)
@@ -65,7 +90,7 @@ class DocumentRows(Sequence[Document]):
     Written out line by line (``lines``), base lines as they were, so that a snapshot never holds every document
     as an object."""
 
-    base: MappedLines | None
+    base: RowSource | None
     base_rows: np.ndarray
     written: tuple[Document, ...]
 
@@ -81,7 +106,7 @@ class DocumentRows(Sequence[Document]):
             raise IndexError(index)
         if index < len(self.base_rows):
             assert self.base is not None
-            return parsed_document(self.base.line(int(self.base_rows[index])))
+            return self.base.document(int(self.base_rows[index]))
         return self.written[index - len(self.base_rows)]
 
     def __iter__(self) -> Iterator[Document]:
@@ -105,7 +130,7 @@ class PassageStore:
         self,
         dim: int,
         base_vectors: faiss.IndexFlat | None = None,
-        base_lines: MappedLines | None = None,
+        base_lines: RowSource | None = None,
         base_slots: np.ndarray | None = None,
     ) -> None:
         self.dim = dim
@@ -163,7 +188,7 @@ class PassageStore:
         rows, in_base = self._base_rows(np.array([slot]))
         if not in_base[0] or self.base_lines is None:
             raise KeyError(slot)
-        return parsed_document(self.base_lines.line(int(rows[0])))
+        return self.base_lines.document(int(rows[0]))
 
     def vectors(self, slots: np.ndarray) -> np.ndarray:
         """The fp32 vectors of held slots, in their order."""
@@ -176,10 +201,13 @@ class PassageStore:
             found[~in_base] = self.written_vectors.reconstruct_batch(slots[~in_base])
         return found
 
+    def written_slots(self) -> np.ndarray:
+        """The slots written since the snapshot the base was read from (no order)."""
+        return faiss.vector_to_array(self.written_vectors.id_map)
+
     def live_slots(self) -> np.ndarray:
         """Every held slot, ascending."""
-        written = np.sort(faiss.vector_to_array(self.written_vectors.id_map))
-        return np.concatenate([self.base_slots[self._base_live], written])
+        return np.concatenate([self.base_slots[self._base_live], np.sort(self.written_slots())])
 
     def search(
         self, queries: np.ndarray, top_k: int, allowed: np.ndarray | None = None
@@ -214,7 +242,7 @@ class PassageStore:
         order = np.lexsort((np.where(slots < 0, np.iinfo(np.int64).max, slots), -scores), axis=1)[:, :top_k]
         return np.take_along_axis(scores, order, axis=1), np.take_along_axis(slots, order, axis=1)
 
-    def rebased(self, vectors: faiss.IndexFlat, lines: MappedLines, slots: np.ndarray) -> PassageStore:
+    def rebased(self, vectors: faiss.IndexFlat, lines: RowSource, slots: np.ndarray) -> PassageStore:
         """This store over a newer snapshot whose rows are ``slots``: what was deleted since is dropped, what was
         written since stays in memory, and the rest is read from the new files."""
         store = PassageStore(self.dim, vectors, lines, slots)
@@ -228,7 +256,7 @@ class PassageStore:
     def snapshot_rows(self) -> tuple[faiss.IndexFlatIP, DocumentRows, np.ndarray]:
         """The live vectors (copied into a new flat index), documents and slots in slot order: a snapshot's rows."""
         base_rows = np.flatnonzero(self._base_live)
-        written_slots = np.sort(faiss.vector_to_array(self.written_vectors.id_map))
+        written_slots = np.sort(self.written_slots())
         flat = faiss.IndexFlatIP(self.dim)  # a copy: the snapshot is written off the lock while writes go on
         matrix = self._base_matrix()
         for start in range(0, len(base_rows), 65536):  # in blocks: no third copy of a large matrix

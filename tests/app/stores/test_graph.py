@@ -125,6 +125,26 @@ def test_deleted_and_replaced_passages_never_come_back(corpus: tuple) -> None:
     assert min(before, recall_at_10(index, queries)) >= 0.95
 
 
+def test_a_write_is_found_at_once_even_far_from_what_the_graph_was_built_on(
+    corpus: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    documents, vectors = corpus
+    index = new_index(documents, vectors)
+    noise = np.random.default_rng(4).standard_normal((200, DIM)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)  # no topic: where the int8 ranges and links serve worst
+    index.upsert([Document(f"new{i}", "noise", LANGS[i % 11]) for i in range(len(noise))], noise)
+    assert index.passages.written_slots().size == len(noise)
+    for i, hits in enumerate(index.search(noise, 1)):
+        assert hits[0].document.id == f"new{i}" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    for i, hits in enumerate(index.search(noise, 1, languages=[LANGS[0]])):
+        assert hits[0].document.lang == LANGS[0]
+        if i % 11 == 0:
+            assert hits[0].document.id == f"new{i}"
+    # whatever the graph proposes (here: nothing), the writes since the snapshot are scored exactly
+    monkeypatch.setattr(index.graph, "candidates", lambda queries, count, *_: np.full((len(queries), count), -1))
+    assert [hits[0].document.id for hits in index.search(noise[:20], 1)] == [f"new{i}" for i in range(20)]
+
+
 def test_a_snapshot_keeps_the_graph_with_its_dead_rows(corpus: tuple, tmp_path: Path) -> None:
     documents, vectors = corpus
     index = new_index(documents[:3000], vectors[:3000])
