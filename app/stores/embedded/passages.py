@@ -1,5 +1,6 @@
 """The passages' vectors and documents by slot: what the last snapshot holds is read from its files, memory-mapped
 (the operating system pages it in and out as searches touch it), and only what was written since lives in memory.
+An index built in memory has the documents it was built from as its base until it is saved and loaded.
 
 A snapshot's rows are its live slots in ascending order (``base_slots``). A slot is never reused, so a later write
 gets a slot past every base slot: the mapped part and the in-memory part never overlap, and a deleted base row is
