@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import faiss
 import httpx
 import numpy as np
 import pytest
@@ -96,7 +97,7 @@ def test_a_zeroed_vector_with_a_valid_checksum_is_caught(writable_index: Path, t
     vectors = snapshot.vectors
     matrix = vectors.reconstruct_n(0, vectors.ntotal)
     matrix[7] = 0.0
-    damaged = type(vectors)(vectors.d)
+    damaged = faiss.IndexFlatIP(vectors.d)
     damaged.add(matrix)
     folder = tmp_path / "written-wrong"
     folder.mkdir()

@@ -39,7 +39,16 @@ from app.stores.embedded.integrity import (
     check_consistency,
     write_checksums,
 )
-from app.stores.embedded.passages import DocumentList, DocumentRows, MappedLines, PassageStore, document_line
+from app.stores.embedded.passages import (
+    DocumentList,
+    DocumentRows,
+    MappedLines,
+    PassageStore,
+    VectorRows,
+    base_matrix,
+    document_line,
+    write_flat_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +88,7 @@ class Snapshot:
     """What a version folder holds, copied from the index so that it can be written without a lock. ``graph``:
     the serialised graph and each graph row's snapshot row (-1: dead), or None without a graph."""
 
-    vectors: faiss.Index
+    vectors: faiss.Index | VectorRows
     documents: Sequence[Document]
     manifest: IndexManifest
     graph: tuple[np.ndarray, np.ndarray] | None = None
@@ -502,13 +511,15 @@ def stored_vectors(index: faiss.Index) -> np.ndarray:
     flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
     if not isinstance(flat, faiss.IndexFlat):
         return flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.empty((0, flat.d), np.float32)
-    view = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d) if flat.ntotal else np.empty(0, np.float32)
-    return view.reshape(flat.ntotal, flat.d)
+    return base_matrix(flat)
 
 
 def write_snapshot_files(folder: Path, snapshot: Snapshot) -> None:
     """Vectors, documents, manifest (and graph) and their checksums into an existing empty ``folder``, fsynced."""
-    faiss.write_index(snapshot.vectors, str(folder / VECTORS_FILE))
+    if isinstance(snapshot.vectors, VectorRows):
+        write_flat_index(folder / VECTORS_FILE, snapshot.vectors)
+    else:
+        faiss.write_index(snapshot.vectors, str(folder / VECTORS_FILE))
     documents = snapshot.documents
     with open(folder / DOCS_FILE, "wb") as handle:
         handle.writelines(documents.lines() if isinstance(documents, DocumentRows) else map(document_line, documents))

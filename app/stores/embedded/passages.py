@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,61 @@ class DocumentRows(Sequence[Document]):
             yield document_line(document)
 
 
+@dataclass(frozen=True)
+class VectorRows:
+    """Vectors in slot order, copied cheaply for a snapshot: mapped base rows by number (the file never changes),
+    later writes by value. Read like a flat index (``ntotal``, ``d``, ``reconstruct_*``) and written out in blocks
+    (``write_flat_index``), so that a snapshot neither holds the lock nor a second copy of every vector."""
+
+    base: faiss.IndexFlat
+    base_rows: np.ndarray
+    written: np.ndarray
+
+    @property
+    def d(self) -> int:
+        return self.base.d
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.base_rows) + len(self.written)
+
+    def reconstruct_batch(self, rows: np.ndarray | list[int]) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        found = np.empty((len(rows), self.d), dtype=np.float32)
+        in_base = rows < len(self.base_rows)
+        if in_base.any():
+            found[in_base] = base_matrix(self.base)[self.base_rows[rows[in_base]]]
+        found[~in_base] = self.written[rows[~in_base] - len(self.base_rows)]
+        return found
+
+    def reconstruct_n(self, start: int, count: int) -> np.ndarray:
+        return self.reconstruct_batch(np.arange(start, start + count))
+
+    def blocks(self, size: int = 65536) -> Iterator[np.ndarray]:
+        for start in range(0, self.ntotal, size):
+            yield self.reconstruct_n(start, min(size, self.ntotal - start))
+
+
+def base_matrix(index: faiss.IndexFlat) -> np.ndarray:
+    """A flat index's vectors as a read-only view (no copy; for a mapped index, of the mapping)."""
+    if not index.ntotal:
+        return np.empty((0, index.d), np.float32)
+    return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+
+
+def write_flat_index(path: Path, vectors: VectorRows) -> None:
+    """``vectors`` as the file ``faiss.write_index`` writes for an ``IndexFlatIP`` (byte for byte; tested), block
+    by block."""
+    count = vectors.ntotal
+    header = struct.pack(
+        "<4siqqqBiQ", b"IxFI", vectors.d, count, 1 << 20, 1 << 20, 1, faiss.METRIC_INNER_PRODUCT, count * vectors.d
+    )
+    with open(path, "wb") as handle:
+        handle.write(header)
+        for block in vectors.blocks():
+            handle.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+
+
 class PassageStore:
     """Vectors and documents by slot. Not thread-safe: ``SearchIndex`` is used under ``Collection``'s lock."""
 
@@ -159,13 +215,6 @@ class PassageStore:
         rows = np.minimum(np.searchsorted(self.base_slots, slots), len(self.base_slots) - 1)
         return rows, (self.base_slots[rows] == slots) & self._base_live[rows]
 
-    def _base_matrix(self) -> np.ndarray:
-        """The base vectors as a read-only view of the mapping (no copy)."""
-        count = self.base_vectors.ntotal
-        if not count:
-            return np.empty((0, self.dim), np.float32)
-        return faiss.rev_swig_ptr(self.base_vectors.get_xb(), count * self.dim).reshape(count, self.dim)
-
     def add(self, slots: np.ndarray, documents: list[Document], vectors: np.ndarray) -> None:
         """New slots, past every slot held."""
         self.written_vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), slots)
@@ -197,7 +246,7 @@ class PassageStore:
         found = np.empty((len(slots), self.dim), dtype=np.float32)
         rows, in_base = self._base_rows(slots)
         if in_base.any():
-            found[in_base] = self._base_matrix()[rows[in_base]]
+            found[in_base] = base_matrix(self.base_vectors)[rows[in_base]]
         if not in_base.all():
             found[~in_base] = self.written_vectors.reconstruct_batch(slots[~in_base])
         return found
@@ -254,16 +303,17 @@ class PassageStore:
             store.add(later, [self.document(slot) for slot in later.tolist()], self.vectors(later))
         return store
 
-    def snapshot_rows(self) -> tuple[faiss.IndexFlatIP, DocumentRows, np.ndarray]:
-        """The live vectors (copied into a new flat index), documents and slots in slot order: a snapshot's rows."""
+    def snapshot_rows(self) -> tuple[VectorRows, DocumentRows, np.ndarray]:
+        """The live vectors, documents and slots in slot order (a snapshot's rows): the base by row number, the
+        writes since copied. Cheap, so that the lock is held only for this."""
         base_rows = np.flatnonzero(self._base_live)
         written_slots = np.sort(self.written_slots())
-        flat = faiss.IndexFlatIP(self.dim)  # a copy: the snapshot is written off the lock while writes go on
-        matrix = self._base_matrix()
-        for start in range(0, len(base_rows), 65536):  # in blocks: no third copy of a large matrix
-            flat.add(np.ascontiguousarray(matrix[base_rows[start : start + 65536]]))
-        if len(written_slots):
-            flat.add(self.written_vectors.reconstruct_batch(written_slots))
+        written_vectors = (
+            self.written_vectors.reconstruct_batch(written_slots)
+            if len(written_slots)
+            else np.empty((0, self.dim), np.float32)
+        )
+        vectors = VectorRows(self.base_vectors, base_rows, written_vectors)
         written = tuple(self.written_documents[slot] for slot in written_slots.tolist())
         documents = DocumentRows(self.base_lines, base_rows, written)
-        return flat, documents, np.concatenate([self.base_slots[base_rows], written_slots])
+        return vectors, documents, np.concatenate([self.base_slots[base_rows], written_slots])

@@ -14,7 +14,7 @@ from app.filters import parse_filter
 from app.manifest import IndexManifest
 from app.stores.embedded.collection import Collection
 from app.stores.embedded.index import DOCS_FILE, SearchIndex
-from app.stores.embedded.passages import PassageStore
+from app.stores.embedded.passages import PassageStore, VectorRows, write_flat_index
 
 DIM = 16
 
@@ -125,3 +125,16 @@ def test_a_snapshot_taken_by_the_collection_becomes_what_it_reads_from(tmp_path:
         assert hits[0].document == later_documents[0] and collection.get("d0") is None
     finally:
         collection.close()
+
+
+def test_snapshot_vectors_are_written_as_faiss_writes_a_flat_index(loaded, tmp_path: Path) -> None:
+    index, _, vectors = loaded
+    index.delete(["d0", "d150"])
+    index.upsert([Document("new", "new", "en")], generated(1, seed=6)[1])
+    rows = index.snapshot_copy().vectors
+    assert isinstance(rows, VectorRows) and rows.ntotal == 299
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(rows.reconstruct_n(0, rows.ntotal))
+    write_flat_index(tmp_path / "streamed.faiss", rows)
+    assert (tmp_path / "streamed.faiss").read_bytes() == faiss.serialize_index(flat).tobytes()
+    np.testing.assert_array_equal(rows.reconstruct_batch([0, 149, 298])[:2], vectors[[1, 151]])
