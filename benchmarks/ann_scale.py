@@ -230,9 +230,15 @@ def markdown(report: dict) -> str:
             f"`/search` c={concurrency}: QPS, p99",
             lambda e, i=level: f"{e['service']['search'][i]['qps']}, {e['service']['search'][i]['p99_ms']:.0f} ms",
         )
-    demo = report["demo_service"]["search"]
-    rows.append("")
-    rows.append("demo index in the same run, `/search` c=1/8/32 QPS: " + " / ".join(str(r["qps"]) for r in demo))
+    ratios = []
+    for size, kind in columns:
+        try:
+            ours, demo = report["sizes"][size][kind]["service"], report["sizes"][size]["demo_service"]
+            pairs = zip(ours["search"], demo["search"], strict=True)
+            ratios.append(" / ".join(f"{ours['qps'] / demo['qps']:.2f}" for ours, demo in pairs))
+        except KeyError:
+            ratios.append("")
+    rows.append("| `/search` QPS / the demo index's in the same run, c=1/8/32 | " + " | ".join(ratios) + " |")
     return "\n".join(rows)
 
 
@@ -251,6 +257,11 @@ def plot(report: dict, out: Path) -> None:
             sizes, [e["search"]["one_language"]["p99_ms"] for _, e in rows], style, alpha=0.5, label=f"{kind}: one"
         )
         memory.plot(sizes, [e["memory"]["bytes_per_passage"] for _, e in rows], style, label=kind)
+        if kind == "hnsw":
+            for ef in ("128", "256"):
+                swept = [(size, e["ef_sweep"][ef]["all"]["p99_ms"]) for size, e in rows if ef in e.get("ef_sweep", {})]
+                if swept:
+                    latency.plot(*zip(*swept, strict=True), "x", label=f"hnsw, efSearch {ef}: all languages")
     for axis in (latency, memory):
         axis.set_xscale("log")
         axis.set_xlabel("passages")
