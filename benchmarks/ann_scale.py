@@ -233,8 +233,8 @@ def markdown(report: dict) -> str:
     ratios = []
     for size, kind in columns:
         try:
-            ours, demo = report["sizes"][size][kind]["service"], report["sizes"][size]["demo_service"]
-            pairs = zip(ours["search"], demo["search"], strict=True)
+            service, baseline = report["sizes"][size][kind]["service"], report["sizes"][size]["demo_service"]
+            pairs = zip(service["search"], baseline["search"], strict=True)
             ratios.append(" / ".join(f"{ours['qps'] / demo['qps']:.2f}" for ours, demo in pairs))
         except KeyError:
             ratios.append("")
