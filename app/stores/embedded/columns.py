@@ -78,14 +78,16 @@ class CodedColumn:
             return values[:size]
         return np.concatenate([values, np.full(size - len(values), ABSENT, dtype=np.int32)])
 
-    def having(self, keys: list[Any], size: int) -> np.ndarray:
-        """Mask of the slots whose value is one of ``keys``."""
+    def having(self, keys: list[Any], size: int, at: np.ndarray | None = None) -> np.ndarray:
+        """Mask of the slots ``0..size-1`` (or of the slots ``at``, all below ``size``) whose value is one of
+        ``keys``."""
+        values = self.codes(size) if at is None else self.codes(size)[at]
         codes = [self.code_of[key] for key in keys if key in self.code_of]
         if not codes:
-            return np.zeros(size, dtype=bool)
+            return np.zeros(len(values), dtype=bool)
         if len(codes) == 1:
-            return self.codes(size) == codes[0]
-        return np.isin(self.codes(size), np.array(codes, dtype=np.int32))
+            return values == codes[0]
+        return np.isin(values, np.array(codes, dtype=np.int32))
 
 
 class FilterColumns:

@@ -200,7 +200,7 @@ class SearchIndex:
 
     def _selection(self, languages: Iterable[str] | None, where: Filter | None) -> Selection:
         if where is None and languages is not None and self.graph is not None:
-            # languages alone: the graph selects their rows itself, no per-document set is built unless needed
+            # languages alone: the graph selects their rows itself, no mask over every slot is built unless needed
             counts = self._filters.language_count
             wanted = sorted(set(languages) & counts.keys())
             return Selection(None, wanted, sum(counts[lang] for lang in wanted))
@@ -261,7 +261,7 @@ class SearchIndex:
         if allowed is not None:
             recent = np.intersect1d(recent, allowed, assume_unique=True)
         elif languages is not None:
-            recent = recent[self._filters.language.having(languages, self._filters.slots)[recent]]
+            recent = recent[self._filters.language.having(languages, self._filters.slots, at=recent)]
         results = []
         for query, slots in zip(queries, proposed, strict=True):
             slots = np.union1d(slots[slots >= 0], recent)
