@@ -32,6 +32,9 @@ REBUILD_DEAD_SHARE = 0.2  # a graph with more dead rows than this share is rebui
 # vectors it was built from, and rows added later (another language, another domain) are found less reliably
 REBUILD_GROWTH = 2.0
 MAX_CACHED_BITMAPS = 64  # language sets whose row bitmaps are kept between writes
+# A filtered walk visits every row but keeps only the allowed ones: efSearch grows as the allowed share shrinks, so
+# that about as many allowed rows are kept as an unfiltered walk keeps rows; bounded by this (docs/PERFORMANCE.md)
+FILTERED_EF_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -163,16 +166,18 @@ class PassageGraph:
         allowed: np.ndarray | None = None,
         ef_search: int | None = None,
         languages: list[str] | None = None,
+        share: float = 1.0,
     ) -> np.ndarray:
         """Up to ``count`` candidate slots per query (-1 pads): among ``allowed`` slots when given, else among the
-        rows in ``languages`` when given, else among all live rows."""
+        rows in ``languages`` when given, else among all live rows; ``share``: the part of the live rows allowed."""
         if allowed is not None:
             rows = self._rows_of(allowed)
             bitmap: np.ndarray | None = _packed(rows[rows >= 0], self.rows)
         else:
             bitmap = self._rows_in(languages)
         selector = None if bitmap is None else faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(bitmap))
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef_search or self.choice.ef_search, count))
+        ef = filtered_ef(max(ef_search or self.choice.ef_search, count), share if selector is not None else 1.0)
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
         _, rows = self.graph.search(np.ascontiguousarray(queries, dtype=np.float32), count, params=params)
         return np.where(rows >= 0, self.slot_of_row[np.maximum(rows, 0)], -1)
 
@@ -201,6 +206,13 @@ class PassageGraph:
         if not isinstance(graph, faiss.IndexHNSW):
             raise ValueError(f"expected an HNSW graph, found {type(graph).__name__}")
         return cls(graph, slot_of_row, choice)
+
+
+def filtered_ef(ef_search: int, share: float) -> int:
+    """The efSearch of a walk that may keep only ``share`` of the rows it visits."""
+    if share >= 1.0:
+        return ef_search
+    return max(ef_search, min(FILTERED_EF_MAX, int(np.ceil(ef_search / max(share, 1e-9)))))
 
 
 def _packed(rows: np.ndarray, size: int) -> np.ndarray:

@@ -221,7 +221,9 @@ class SearchIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.graph is not None and not exact and self._graph_pays_off(selection.available, top_k):
             candidates = max(RESCORE_CANDIDATES, top_k)
-            return self._graph_search(queries, top_k, candidates, selection.allowed, selection.languages)
+            return self._graph_search(
+                queries, top_k, candidates, selection.available, selection.allowed, selection.languages
+            )
         allowed = selection.allowed
         if selection.languages is not None:
             allowed = self._allowed_slots(selection.languages, None)
@@ -250,13 +252,15 @@ class SearchIndex:
         queries: np.ndarray,
         top_k: int,
         candidates: int,
+        available: int,
         allowed: np.ndarray | None = None,
         languages: list[str] | None = None,
     ) -> list[list[Hit]]:
         """The graph's candidates, and every passage written since the last snapshot, re-scored with the fp32
         vectors: exact scores, approximate recall, and a write found at once whatever the graph makes of it."""
         assert self.graph is not None
-        proposed = self.graph.candidates(queries, candidates, allowed, self.tuning.ef_search, languages)
+        share = available / max(self.size, 1)
+        proposed = self.graph.candidates(queries, candidates, allowed, self.tuning.ef_search, languages, share)
         recent = self.passages.written_slots()
         if allowed is not None:
             recent = np.intersect1d(recent, allowed, assume_unique=True)

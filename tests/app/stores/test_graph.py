@@ -13,6 +13,7 @@ import pytest
 from app.corpus import Document
 from app.filters import parse_filter
 from app.manifest import IndexManifest
+from app.stores.embedded import graph
 from app.stores.embedded.collection import Collection
 from app.stores.embedded.graph import REBUILD_DEAD_SHARE
 from app.stores.embedded.index import GraphTuning, SearchIndex
@@ -87,6 +88,32 @@ def test_the_graph_finds_what_exact_search_finds_with_exact_scores(corpus: tuple
         assert np.allclose([h.score for h in hits], exact, atol=1e-5)  # re-scored: the fp32 score, not the int8 one
     in_thai = index.search(queries, 10, languages=["th"])
     assert all(h.document.lang == "th" for hits in in_thai for h in hits)
+
+
+def language_biased(n: int, seed: int = 0) -> tuple[list[Document], np.ndarray, np.ndarray]:
+    """Passages whose vectors lean towards their language (as a biased encoder's do): a query near passages in one
+    language sits far from the passages in another."""
+    rng = np.random.default_rng(seed)
+    languages = rng.integers(0, len(LANGS), n)
+    topics = rng.standard_normal((60, DIM)).astype(np.float32)
+    lean = rng.standard_normal((len(LANGS), DIM)).astype(np.float32)
+    vectors = topics[rng.integers(0, len(topics), n)] + 0.8 * lean[languages]
+    vectors += 0.5 * rng.standard_normal((n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    documents = [Document(f"p{i}", f"passage {i}", LANGS[code]) for i, code in enumerate(languages)]
+    return documents, vectors, languages
+
+
+def test_one_language_far_from_the_query_is_found_through_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filtered walk keeps only the allowed rows it visits: near an English query few Thai rows are visited, so
+    efSearch grows with the filter's selectivity (with the unfiltered efSearch the recall here is ~0.7)."""
+    documents, vectors, languages = language_biased(22_000)
+    index = new_index(documents, vectors)
+    queries = queries_near(vectors[languages == LANGS.index("en")])
+    assert recall_at_10(index, queries) >= 0.95
+    assert recall_at_10(index, queries, languages=["th"]) >= 0.95
+    monkeypatch.setattr(graph, "FILTERED_EF_MAX", 0)  # the unfiltered efSearch: what the test guards against
+    assert recall_at_10(index, queries, languages=["th"]) < 0.9
 
 
 def test_a_selective_filter_is_searched_exactly(corpus: tuple) -> None:
